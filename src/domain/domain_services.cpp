@@ -1,0 +1,1 @@
+// placeholder: domain/domain_services

@@ -1,0 +1,1 @@
+// placeholder: security/api_key_store

@@ -1,0 +1,1 @@
+// placeholder: server/http_listener

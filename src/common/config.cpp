@@ -1,0 +1,273 @@
+// TOML configuration loading: every key is known, typed and range-checked; errors name the key.
+#include "common/config.h"
+
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace bff {
+namespace {
+
+const std::set<std::string> kServiceNames = {"catalog",    "inventory", "reviews",   "recommendations",
+                                             "promotions", "cart",      "analytics", "identity"};
+
+class Reader {
+ public:
+  explicit Reader(std::string origin) : origin_(std::move(origin)) {}
+
+  Status Fail(const std::string& key, const std::string& what) {
+    if (status_.ok()) status_ = InvalidArgument(origin_ + ": " + key + ": " + what);
+    return status_;
+  }
+
+  void Str(const toml::table& t, const std::string& section, const char* name, std::string* out) {
+    Mark(section, name);
+    const toml::node* n = t.get(name);
+    if (!n) return;
+    if (auto v = n->value<std::string>(); v && n->is_string()) {
+      *out = *v;
+    } else {
+      Fail(Key(section, name), "expected a string");
+    }
+  }
+  void Int(const toml::table& t, const std::string& section, const char* name, int* out) {
+    Mark(section, name);
+    const toml::node* n = t.get(name);
+    if (!n) return;
+    if (!n->is_integer()) {
+      Fail(Key(section, name), "expected an integer");
+      return;
+    }
+    int64_t v = n->as_integer()->get();
+    if (v < INT32_MIN || v > INT32_MAX) {
+      Fail(Key(section, name), "out of range");
+      return;
+    }
+    *out = static_cast<int>(v);
+  }
+  void Bool(const toml::table& t, const std::string& section, const char* name, bool* out) {
+    Mark(section, name);
+    const toml::node* n = t.get(name);
+    if (!n) return;
+    if (!n->is_boolean()) {
+      Fail(Key(section, name), "expected true or false");
+      return;
+    }
+    *out = n->as_boolean()->get();
+  }
+  const toml::table* Table(const toml::table& t, const std::string& section, const char* name) {
+    Mark(section, name);
+    const toml::node* n = t.get(name);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+      Fail(Key(section, name), "expected a table");
+      return nullptr;
+    }
+    return n->as_table();
+  }
+  // Reports the first key of `t` that was never read.
+  void RejectUnknown(const toml::table& t, const std::string& section) {
+    for (auto&& [k, v] : t) {
+      std::string name(k.str());
+      if (!known_.count(Key(section, name))) {
+        Fail(Key(section, name), "unknown setting");
+        return;
+      }
+    }
+  }
+  void Mark(const std::string& section, const std::string& name) { known_.insert(Key(section, name)); }
+  const Status& status() const { return status_; }
+
+  static std::string Key(const std::string& section, const std::string& name) {
+    return section.empty() ? name : section + "." + name;
+  }
+
+ private:
+  std::string origin_;
+  Status status_;
+  std::set<std::string> known_;
+};
+
+nlohmann::json TomlToJson(const toml::node& n) {
+  if (n.is_table()) {
+    nlohmann::json j = nlohmann::json::object();
+    for (auto&& [k, v] : *n.as_table()) j[std::string(k.str())] = TomlToJson(v);
+    return j;
+  }
+  if (n.is_array()) {
+    nlohmann::json j = nlohmann::json::array();
+    for (auto&& v : *n.as_array()) j.push_back(TomlToJson(v));
+    return j;
+  }
+  if (n.is_integer()) return n.as_integer()->get();
+  if (n.is_floating_point()) return n.as_floating_point()->get();
+  if (n.is_boolean()) return n.as_boolean()->get();
+  if (n.is_string()) return n.as_string()->get();
+  return nullptr;
+}
+
+StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
+  Config c;
+  Reader r(origin);
+  r.Str(root, "", "data_dir", &c.data_dir);
+  r.Str(root, "", "log_level", &c.log_level);
+  if (auto* t = r.Table(root, "", "server")) {
+    r.Str(*t, "server", "http", &c.server.http);
+    r.Str(*t, "server", "admin", &c.server.admin);
+    r.Str(*t, "server", "coap", &c.server.coap);
+    r.Str(*t, "server", "coaps", &c.server.coaps);
+    r.Int(*t, "server", "threads", &c.server.threads);
+    r.Int(*t, "server", "drain_timeout_ms", &c.server.drain_timeout_ms);
+    r.RejectUnknown(*t, "server");
+  }
+  if (auto* t = r.Table(root, "", "mqtt")) {
+    r.Str(*t, "mqtt", "uri", &c.mqtt.uri);
+    r.RejectUnknown(*t, "mqtt");
+  }
+  if (auto* t = r.Table(root, "", "domain")) {
+    r.Str(*t, "domain", "mode", &c.domain.mode);
+    r.Int(*t, "domain", "timeout_ms", &c.domain.timeout_ms);
+    r.Int(*t, "domain", "max_connections_per_service", &c.domain.max_connections_per_service);
+    r.Int(*t, "domain", "connect_timeout_ms", &c.domain.connect_timeout_ms);
+    r.Bool(*t, "domain", "coalesce_reads", &c.domain.coalesce_reads);
+    r.Int(*t, "domain", "password_iterations", &c.domain.password_iterations);
+    if (auto* s = r.Table(*t, "domain", "services")) {
+      for (auto&& [k, v] : *s) {
+        std::string name(k.str());
+        r.Mark("domain.services", name);
+        if (!kServiceNames.count(name)) {
+          r.Fail("domain.services." + name, "unknown service");
+        } else if (!v.is_string()) {
+          r.Fail("domain.services." + name, "expected a base URL string");
+        } else {
+          c.domain.services[name] = v.as_string()->get();
+        }
+      }
+    }
+    if (auto* f = r.Table(*t, "domain", "faults")) {
+      c.domain.faults = TomlToJson(*f);
+      for (auto&& [k, v] : *f) {
+        std::string name(k.str());
+        if (!kServiceNames.count(name)) r.Fail("domain.faults." + name, "unknown service");
+      }
+    }
+    r.RejectUnknown(*t, "domain");
+  }
+  if (auto* t = r.Table(root, "", "security")) {
+    r.Int(*t, "security", "credential_ttl_s", &c.security.credential_ttl_s);
+    r.RejectUnknown(*t, "security");
+  }
+  if (auto* t = r.Table(root, "", "iot")) {
+    r.Int(*t, "iot", "demo_fleet", &c.iot.demo_fleet);
+    r.RejectUnknown(*t, "iot");
+  }
+  r.RejectUnknown(root, "");
+  if (!r.status().ok()) return r.status();
+  return c;
+}
+
+Status CheckHostPort(const std::string& key, const std::string& v) {
+  size_t colon = v.rfind(':');
+  if (colon == std::string::npos) return InvalidArgument(key + ": expected HOST:PORT, got '" + v + "'");
+  std::string port = v.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) > 65535) {
+    return InvalidArgument(key + ": bad port in '" + v + "'");
+  }
+  std::string host = v.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') return Status::Ok();
+  if (host.find_first_of(" /[]") != std::string::npos) return InvalidArgument(key + ": bad host in '" + v + "'");
+  return Status::Ok();
+}
+
+Status CheckUrl(const std::string& key, const std::string& v) {
+  if (v.rfind("http://", 0) != 0 || v.size() <= 7) {
+    return InvalidArgument(key + ": expected an http:// base URL, got '" + v + "'");
+  }
+  return Status::Ok();
+}
+
+Status CheckRange(const std::string& key, int v, int lo, int hi) {
+  if (v < lo || v > hi) {
+    return InvalidArgument(key + ": " + std::to_string(v) + " is outside " + std::to_string(lo) + ".." +
+                           std::to_string(hi));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+std::string Config::BaseUrlFor(const std::string& service) const {
+  auto it = domain.services.find(service);
+  if (it != domain.services.end()) return it->second;
+  return domain.mode;
+}
+
+StatusOr<Config> ParseConfig(const std::string& text, const std::string& origin) {
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << origin << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
+    return InvalidArgument(msg.str());
+  }
+  auto c = FromTable(root, origin);
+  if (!c.ok()) return c.status();
+  Status s = ValidateConfig(*c);
+  if (!s.ok()) return Status(s.code(), origin + ": " + s.message());
+  return c;
+}
+
+StatusOr<Config> LoadConfigFile(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << path << ":" << e.source().begin.line << ":" << e.source().begin.column << ": " << e.description();
+    return InvalidArgument(msg.str());
+  }
+  auto c = FromTable(root, path);
+  if (!c.ok()) return c.status();
+  Status s = ValidateConfig(*c);
+  if (!s.ok()) return Status(s.code(), path + ": " + s.message());
+  return c;
+}
+
+Status ValidateConfig(const Config& c) {
+  Status s;
+  auto check = [&](Status st) {
+    if (s.ok() && !st.ok()) s = std::move(st);
+  };
+  check(CheckHostPort("server.http", c.server.http));
+  check(CheckHostPort("server.admin", c.server.admin));
+  check(CheckHostPort("server.coap", c.server.coap));
+  check(CheckHostPort("server.coaps", c.server.coaps));
+  check(CheckRange("server.threads", c.server.threads, 1, 256));
+  check(CheckRange("server.drain_timeout_ms", c.server.drain_timeout_ms, 0, 600000));
+  if (c.mqtt.uri.rfind("tcp://", 0) != 0 && c.mqtt.uri.rfind("mqtt://", 0) != 0 && c.mqtt.uri.rfind("ssl://", 0) != 0) {
+    check(InvalidArgument("mqtt.uri: expected tcp://HOST:PORT (or mqtt://, ssl://), got '" + c.mqtt.uri + "'"));
+  }
+  if (c.domain.mode != "embedded") check(CheckUrl("domain.mode", c.domain.mode));
+  for (auto& [name, url] : c.domain.services) {
+    if (!kServiceNames.count(name)) check(InvalidArgument("domain.services." + name + ": unknown service"));
+    check(CheckUrl("domain.services." + name, url));
+  }
+  check(CheckRange("domain.timeout_ms", c.domain.timeout_ms, 1, 600000));
+  check(CheckRange("domain.max_connections_per_service", c.domain.max_connections_per_service, 1, 100000));
+  check(CheckRange("domain.connect_timeout_ms", c.domain.connect_timeout_ms, 1, 600000));
+  check(CheckRange("domain.password_iterations", c.domain.password_iterations, 1000, 10000000));
+  if (!c.domain.faults.is_object()) check(InvalidArgument("domain.faults: expected a table"));
+  check(CheckRange("security.credential_ttl_s", c.security.credential_ttl_s, 5, 3600));
+  check(CheckRange("iot.demo_fleet", c.iot.demo_fleet, 0, 100000));
+  if (c.data_dir.empty()) check(InvalidArgument("data_dir: must not be empty"));
+  static const std::set<std::string> kLevels = {"debug", "info", "warn", "error"};
+  if (!kLevels.count(c.log_level)) check(InvalidArgument("log_level: expected debug, info, warn or error, got '" + c.log_level + "'"));
+  return s;
+}
+
+std::string VersionString() { return BFF_VERSION; }
+
+}  // namespace bff

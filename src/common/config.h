@@ -1,0 +1,59 @@
+// bffd configuration: defaults, TOML loading with strict validation, command-line overrides.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace bff {
+
+struct Config {
+  struct Server {
+    std::string http = "127.0.0.1:8080";    // mobile and web BFFs (HTTP)
+    std::string admin = "127.0.0.1:9464";   // health, fault injection, metrics: loopback by default
+    std::string coap = "0.0.0.0:5683";      // IoT BFF, plain CoAP (UDP)
+    std::string coaps = "0.0.0.0:5684";     // IoT BFF, CoAP over DTLS-PSK
+    int threads = 2;                        // Asio pool size
+    int drain_timeout_ms = 10000;           // SIGTERM: time allowed for requests in flight
+  } server;
+  struct Mqtt {
+    std::string uri = "tcp://127.0.0.1:1883";
+  } mqtt;
+  struct Domain {
+    std::string mode = "embedded";              // "embedded" or a base URL used for every service
+    std::map<std::string, std::string> services;  // per-service base URL overrides (service name -> URL)
+    int timeout_ms = 2000;                      // default per-call downstream timeout
+    int max_connections_per_service = 64;
+    int connect_timeout_ms = 1000;
+    bool coalesce_reads = true;                 // identical in-flight GETs share one downstream call
+    nlohmann::json faults = nlohmann::json::object();  // embedded domain: faults applied at start
+    int password_iterations = 100000;           // embedded identity service
+  } domain;
+  struct Security {
+    int credential_ttl_s = 60;  // lifetime of the internal credential minted for downstream calls
+  } security;
+  struct Iot {
+    int demo_fleet = 1000;  // demo device keys provisioned at first start (0 = none)
+  } iot;
+  std::string data_dir = "data";
+  std::string log_level = "info";
+
+  bool embedded() const { return domain.mode == "embedded"; }
+  // Base URL for a service when not embedded: per-service override, else domain.mode.
+  std::string BaseUrlFor(const std::string& service) const;
+};
+
+// Loads `path` (TOML). Unknown keys, wrong types and bad values are errors naming the key.
+StatusOr<Config> LoadConfigFile(const std::string& path);
+// Parses TOML text (for tests); `origin` names the source in messages.
+StatusOr<Config> ParseConfig(const std::string& toml_text, const std::string& origin = "config");
+// Checks every value (addresses, ranges, URLs, service names); message names the key.
+Status ValidateConfig(const Config& config);
+
+std::string VersionString();
+
+}  // namespace bff

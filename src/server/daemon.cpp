@@ -1,1 +1,243 @@
-// placeholder: server/daemon
+// bffd process wiring: builds the core from config, serves the admin port, drains on SIGTERM/SIGINT.
+#include "server/daemon.h"
+
+#include <csignal>
+#include <filesystem>
+#include <future>
+
+#include "common/log.h"
+#include "downstream/in_process_transport.h"
+#include "observability/trace_context.h"
+
+namespace bff {
+namespace {
+
+constexpr int kDemoShelfPage = 200;
+constexpr auto kStartupCallTimeout = std::chrono::seconds(10);
+
+HttpResponse JsonError(int status, std::string_view code, const std::string& message, const std::string& trace_id) {
+  nlohmann::json body = {{"error", {{"code", code}, {"message", message}, {"trace_id", trace_id}}}};
+  return HttpResponse::Json(status, body.dump());
+}
+
+}  // namespace
+
+StatusOr<nlohmann::json> WaitForJson(const std::function<void(JsonCallback)>& fn, Duration timeout) {
+  auto promise = std::make_shared<std::promise<StatusOr<nlohmann::json>>>();
+  auto future = promise->get_future();
+  fn([promise](StatusOr<nlohmann::json> r) { promise->set_value(std::move(r)); });
+  if (future.wait_for(timeout) != std::future_status::ready) return DeadlineExceeded("no answer in time");
+  return future.get();
+}
+
+Daemon::Daemon(Config config)
+    : config_(std::move(config)), work_(boost::asio::make_work_guard(io_)), scheduler_(io_) {}
+
+Daemon::~Daemon() {
+  if (admin_) admin_->Stop();
+  if (domain_) domain_->ReleaseHeld();
+  if (http_transport_) http_transport_->Shutdown();
+  work_.reset();
+  io_.stop();
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+}
+
+StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const Config& config) {
+  Status valid = ValidateConfig(config);
+  if (!valid.ok()) return valid;
+  std::unique_ptr<Daemon> d(new Daemon(config));
+  Status s = d->Start();
+  if (!s.ok()) return s;
+  return d;
+}
+
+Status Daemon::Start() {
+  std::error_code ec;
+  std::filesystem::create_directories(config_.data_dir, ec);
+  if (ec) return Unavailable("data_dir: cannot create '" + config_.data_dir + "': " + ec.message());
+
+  for (int i = 0; i < config_.server.threads; ++i) threads_.emplace_back([this] { io_.run(); });
+
+  auto secret = LoadOrCreateInternalSecret(config_.data_dir);
+  if (!secret.ok()) return secret.status();
+  minter_ = std::make_unique<CredentialMinter>(*secret, std::chrono::seconds(config_.security.credential_ttl_s));
+
+  Transport* base = nullptr;
+  if (config_.embedded()) {
+    DomainOptions opts;
+    opts.data_dir = config_.data_dir;
+    opts.initial_faults = config_.domain.faults;
+    opts.password_iterations = config_.domain.password_iterations;
+    auto domain = DomainServices::Create(opts, scheduler_);
+    if (!domain.ok()) return Status(domain.status().code(), "embedded domain: " + domain.status().message());
+    domain_ = std::move(domain).value();
+    in_process_ = std::make_unique<InProcessTransport>(*domain_, scheduler_);
+    base = in_process_.get();
+  } else {
+    std::map<Service, std::string> urls;
+    for (Service s : kAllServices) urls[s] = config_.BaseUrlFor(std::string(ServiceName(s)));
+    HttpTransportOptions opts;
+    opts.max_connections_per_service = static_cast<size_t>(config_.domain.max_connections_per_service);
+    opts.max_idle_per_service = opts.max_connections_per_service;
+    opts.connect_timeout_ms = config_.domain.connect_timeout_ms;
+    auto t = HttpTransport::Create(io_, urls, opts);
+    if (!t.ok()) return Status(t.status().code(), "domain.mode: " + t.status().message());
+    http_transport_ = std::move(t).value();
+    base = http_transport_.get();
+  }
+  if (config_.domain.coalesce_reads) {
+    coalescing_ = std::make_unique<CoalescingTransport>(*base, scheduler_);
+    base = coalescing_.get();
+  }
+  clients_ = std::make_unique<DownstreamClients>(*base, *minter_, scheduler_);
+
+  auto keys = ApiKeyStore::Open(config_.data_dir);
+  if (!keys.ok()) return Status(keys.status().code(), "key store: " + keys.status().message());
+  keys_ = std::move(keys).value();
+  if (config_.iot.demo_fleet > 0 && keys_->Count() == 0) {
+    Status p = ProvisionDemoFleet();
+    if (!p.ok()) log::Warn("demo fleet not provisioned; will retry at next start", {{"reason", p.message()}});
+  }
+
+  auto hp = ParseHostPort(config_.server.admin);
+  if (!hp.ok()) return Status(hp.status().code(), "server.admin: " + hp.status().message());
+  auto admin = HttpListener::Create(io_, hp->first, hp->second,
+                                    [this](HttpRequest req, std::function<void(HttpResponse)> respond) {
+                                      HandleAdmin(std::move(req), std::move(respond));
+                                    });
+  if (!admin.ok()) return Status(admin.status().code(), "server.admin: " + admin.status().message());
+  admin_ = std::move(admin).value();
+
+  signals_ = std::make_unique<boost::asio::signal_set>(io_, SIGINT, SIGTERM);
+  signals_->async_wait([this](const boost::system::error_code& e, int sig) {
+    if (e) return;
+    log::Info("signal received, draining", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    Stop();
+  });
+
+  log::Info("bffd ready", {{"version", VersionString()},
+                           {"admin", "http://" + hp->first + ":" + std::to_string(admin_->port())},
+                           {"domain", config_.domain.mode},
+                           {"data_dir", config_.data_dir},
+                           {"threads", config_.server.threads}});
+  return Status::Ok();
+}
+
+Status Daemon::ProvisionDemoFleet() {
+  std::vector<ApiKeyRecord> records;
+  std::string cursor;
+  RequestContext ctx;
+  ctx.trace = TraceContext::NewRoot();
+  while (records.size() < static_cast<size_t>(config_.iot.demo_fleet)) {
+    auto page = WaitForJson(
+        [&](JsonCallback cb) {
+          clients_->inventory().ListShelves(ctx, scheduler_.Now() + kStartupCallTimeout, kDemoShelfPage, cursor, cb);
+        },
+        kStartupCallTimeout + std::chrono::seconds(1));
+    if (!page.ok()) return page.status();
+    if (!page->contains("shelves") || !(*page)["shelves"].is_array()) return Internal("inventory: malformed shelf list");
+    for (auto& shelf : (*page)["shelves"]) {
+      if (records.size() >= static_cast<size_t>(config_.iot.demo_fleet)) break;
+      std::string shelf_id = shelf.value("shelf_id", "");
+      if (shelf_id.empty()) continue;
+      ApiKeyRecord r;
+      // Device ids mirror their shelf: shelf-01-02 is watched by sensor-01-02.
+      r.device_id = shelf_id.rfind("shelf-", 0) == 0 ? "sensor-" + shelf_id.substr(6) : "sensor-" + shelf_id;
+      r.shelves = {shelf_id};
+      records.push_back(std::move(r));
+    }
+    auto next = page->value("next_cursor", nlohmann::json(nullptr));
+    if (!next.is_string() || next.get<std::string>().empty()) break;
+    cursor = next.get<std::string>();
+  }
+  if (records.empty()) return FailedPrecondition("inventory lists no shelves");
+  auto keys = keys_->AddMany(records);
+  if (!keys.ok()) return keys.status();
+  std::string contents;
+  for (size_t i = 0; i < records.size(); ++i) {
+    contents += records[i].device_id + " " + records[i].shelves[0] + " " + (*keys)[i] + "\n";
+  }
+  demo_keys_file_ = config_.data_dir + "/demo-keys.txt";
+  Status w = WriteSecretFile(demo_keys_file_, contents);
+  if (!w.ok()) return w;
+  log::Info("demo fleet provisioned", {{"devices", records.size()}, {"keys_file", demo_keys_file_}});
+  return Status::Ok();
+}
+
+void Daemon::HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> respond) {
+  TraceContext trace = TraceContext::AcceptOrCreate(req.headers.Get("traceparent"), req.headers.Get("tracestate"));
+  TimePoint started = Clock::now();
+  auto finish = [respond = std::move(respond), trace, started](HttpResponse r) {
+    r.headers.Set("traceparent", trace.ToTraceparent());
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "total;dur=%.1f", ms);
+    r.headers.Set("Server-Timing", buf);
+    respond(std::move(r));
+  };
+  log::Debug("admin request", {{"method", req.method}, {"path", req.path}}, trace.trace_id);
+  if (req.path == "/healthz") {
+    if (req.method != "GET") return finish(JsonError(405, "method_not_allowed", "use GET", trace.trace_id));
+    return finish(HttpResponse::Json(200, R"({"status":"ok"})"));
+  }
+  if (req.path == "/readyz") {
+    if (req.method != "GET") return finish(JsonError(405, "method_not_allowed", "use GET", trace.trace_id));
+    RequestContext ctx;
+    ctx.trace = trace;
+    clients_->catalog().ListProducts(ctx, scheduler_.Now() + std::chrono::seconds(2), 1, "",
+                                     [finish, trace](StatusOr<nlohmann::json> r) {
+                                       if (r.ok()) return finish(HttpResponse::Json(200, R"({"status":"ready"})"));
+                                       nlohmann::json body = {{"status", "not_ready"}, {"reason", r.status().message()},
+                                                              {"trace_id", trace.trace_id}};
+                                       finish(HttpResponse::Json(503, body.dump()));
+                                     });
+    return;
+  }
+  if (req.path.rfind("/admin/v1/faults", 0) == 0) {
+    if (!domain_) {
+      return finish(JsonError(404, "not_found",
+                              "fault injection lives in the domain process when bffd uses a remote domain; use "
+                              "bff-domain's /admin/v1/faults",
+                              trace.trace_id));
+    }
+    domain_->Handle(std::move(req), finish);
+    return;
+  }
+  finish(JsonError(404, "not_found", "no such admin path: " + req.path, trace.trace_id));
+}
+
+void Daemon::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stop_requested_ = true;
+  cv_.notify_all();
+}
+
+int Daemon::Run() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [this] { return stop_requested_; });
+  }
+  Drain();
+  return 0;
+}
+
+void Daemon::Drain() {
+  TimePoint deadline = Clock::now() + milliseconds(config_.server.drain_timeout_ms);
+  if (admin_) admin_->Stop();
+  // Wait for requests in flight; held (hung) downstream answers are released once the deadline nears.
+  while (Clock::now() < deadline && admin_ && admin_->in_flight() > 0) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  size_t abandoned = admin_ ? admin_->in_flight() : 0;
+  if (domain_) domain_->ReleaseHeld();
+  if (http_transport_) http_transport_->Shutdown();
+  if (signals_) {
+    boost::system::error_code ignored;
+    signals_->cancel(ignored);
+  }
+  log::Info("drained", {{"abandoned", abandoned}});
+}
+
+}  // namespace bff

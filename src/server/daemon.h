@@ -1,0 +1,77 @@
+// Process wiring for bffd: Asio pool, downstream layer (embedded or HTTP), admin listener, signals, drain.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include "common/config.h"
+#include "common/scheduler.h"
+#include "domain/domain_services.h"
+#include "downstream/clients.h"
+#include "downstream/http_transport.h"
+#include "orchestration/coalescing_transport.h"
+#include "security/api_key_store.h"
+#include "security/internal_credential.h"
+#include "server/http_listener.h"
+
+namespace bff {
+
+class Daemon {
+ public:
+  // Builds everything and starts the Asio pool and listeners. Fails with a message naming what could not start.
+  static StatusOr<std::unique_ptr<Daemon>> Create(const Config& config);
+  ~Daemon();
+
+  // Blocks until SIGTERM/SIGINT or Stop(); drains requests in flight within server.drain_timeout_ms and
+  // returns the process exit code (0 after a clean drain).
+  int Run();
+  // Begins shutdown from any thread.
+  void Stop();
+
+  uint16_t admin_port() const { return admin_ ? admin_->port() : 0; }
+  DownstreamClients& clients() { return *clients_; }
+  Scheduler& scheduler() { return scheduler_; }
+  const Config& config() const { return config_; }
+  // Provisioned-at-first-start demo keys file ("device_id shelf_id key" per line), or empty.
+  const std::string& demo_keys_file() const { return demo_keys_file_; }
+
+ private:
+  explicit Daemon(Config config);
+  Status Start();
+  Status ProvisionDemoFleet();
+  void HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> respond);
+  void Drain();
+
+  Config config_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  AsioScheduler scheduler_;
+  std::vector<std::thread> threads_;
+  std::unique_ptr<CredentialMinter> minter_;
+  std::unique_ptr<DomainServices> domain_;
+  std::unique_ptr<Transport> in_process_;
+  std::shared_ptr<HttpTransport> http_transport_;
+  std::unique_ptr<CoalescingTransport> coalescing_;
+  std::unique_ptr<DownstreamClients> clients_;
+  std::unique_ptr<ApiKeyStore> keys_;
+  std::shared_ptr<HttpListener> admin_;
+  std::unique_ptr<boost::asio::signal_set> signals_;
+  std::string demo_keys_file_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_requested_ = false;
+};
+
+// Runs `fn(callback)` and waits up to `timeout` for the callback (for start-up and CLI paths only,
+// never on a request path).
+StatusOr<nlohmann::json> WaitForJson(const std::function<void(JsonCallback)>& fn, Duration timeout);
+
+}  // namespace bff

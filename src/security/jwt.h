@@ -34,7 +34,7 @@ class EcSigningKey {
 struct JwtExpectations {
   std::string issuer;    // checked when non-empty
   std::string audience;  // checked when non-empty ("aud" may be a string or an array)
-  int64_t now_unix = 0;
+  int64_t now_unix = 0;  // 0 = the current time, so a forgotten clock never disables expiry
   int64_t leeway_s = 30;
 };
 

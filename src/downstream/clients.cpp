@@ -34,7 +34,7 @@ class CatalogClient : public CatalogApi {
     c_.Call(ctx, Service::kCatalog, Get("/catalog/v1/products", PageQuery(limit, cursor)), d, std::move(done));
   }
   void GetProduct(const RequestContext& ctx, TimePoint d, const std::string& sku, JsonCallback done) override {
-    c_.Call(ctx, Service::kCatalog, Get("/catalog/v1/products/" + PercentEncode(sku)), d, std::move(done));
+    c_.Call(ctx, Service::kCatalog, Get("/catalog/v1/products/" + sku), d, std::move(done));
   }
   void BatchGet(const RequestContext& ctx, TimePoint d, const std::vector<std::string>& skus, JsonCallback done) override {
     c_.Call(ctx, Service::kCatalog, PostJson("/catalog/v1/products:batchGet", {{"skus", skus}}), d, std::move(done));
@@ -51,10 +51,10 @@ class InventoryClient : public InventoryApi {
     c_.Call(ctx, Service::kInventory, Get("/inventory/v1/shelves", PageQuery(limit, cursor)), d, std::move(done));
   }
   void GetStock(const RequestContext& ctx, TimePoint d, const std::string& sku, JsonCallback done) override {
-    c_.Call(ctx, Service::kInventory, Get("/inventory/v1/stock/" + PercentEncode(sku)), d, std::move(done));
+    c_.Call(ctx, Service::kInventory, Get("/inventory/v1/stock/" + sku), d, std::move(done));
   }
   void GetShelf(const RequestContext& ctx, TimePoint d, const std::string& shelf_id, JsonCallback done) override {
-    c_.Call(ctx, Service::kInventory, Get("/inventory/v1/shelves/" + PercentEncode(shelf_id)), d, std::move(done));
+    c_.Call(ctx, Service::kInventory, Get("/inventory/v1/shelves/" + shelf_id), d, std::move(done));
   }
   void PostShelfReading(const RequestContext& ctx, TimePoint d, const nlohmann::json& reading, JsonCallback done) override {
     c_.Call(ctx, Service::kInventory, PostJson("/inventory/v1/shelf-readings", reading), d, std::move(done));
@@ -69,7 +69,7 @@ class ReviewsClient : public ReviewsApi {
   explicit ReviewsClient(DownstreamCaller& c) : c_(c) {}
   void GetReviews(const RequestContext& ctx, TimePoint d, const std::string& sku, int limit, JsonCallback done) override {
     c_.Call(ctx, Service::kReviews,
-            Get("/reviews/v1/products/" + PercentEncode(sku) + "/reviews", "limit=" + std::to_string(limit)), d,
+            Get("/reviews/v1/products/" + sku + "/reviews", "limit=" + std::to_string(limit)), d,
             std::move(done));
   }
 
@@ -81,7 +81,7 @@ class RecommendationsClient : public RecommendationsApi {
  public:
   explicit RecommendationsClient(DownstreamCaller& c) : c_(c) {}
   void GetRelated(const RequestContext& ctx, TimePoint d, const std::string& sku, JsonCallback done) override {
-    c_.Call(ctx, Service::kRecommendations, Get("/recommendations/v1/products/" + PercentEncode(sku)), d, std::move(done));
+    c_.Call(ctx, Service::kRecommendations, Get("/recommendations/v1/products/" + sku), d, std::move(done));
   }
 
  private:
@@ -92,7 +92,7 @@ class PromotionsClient : public PromotionsApi {
  public:
   explicit PromotionsClient(DownstreamCaller& c) : c_(c) {}
   void GetPromotions(const RequestContext& ctx, TimePoint d, const std::string& sku, JsonCallback done) override {
-    c_.Call(ctx, Service::kPromotions, Get("/promotions/v1/products/" + PercentEncode(sku)), d, std::move(done));
+    c_.Call(ctx, Service::kPromotions, Get("/promotions/v1/products/" + sku), d, std::move(done));
   }
 
  private:
@@ -103,11 +103,11 @@ class CartClient : public CartApi {
  public:
   explicit CartClient(DownstreamCaller& c) : c_(c) {}
   void GetCart(const RequestContext& ctx, TimePoint d, const std::string& user_id, JsonCallback done) override {
-    c_.Call(ctx, Service::kCart, Get("/cart/v1/carts/" + PercentEncode(user_id)), d, std::move(done));
+    c_.Call(ctx, Service::kCart, Get("/cart/v1/carts/" + user_id), d, std::move(done));
   }
   void AddItem(const RequestContext& ctx, TimePoint d, const std::string& user_id, const std::string& sku, int qty,
                JsonCallback done) override {
-    c_.Call(ctx, Service::kCart, PostJson("/cart/v1/carts/" + PercentEncode(user_id) + "/items", {{"sku", sku}, {"qty", qty}}),
+    c_.Call(ctx, Service::kCart, PostJson("/cart/v1/carts/" + user_id + "/items", {{"sku", sku}, {"qty", qty}}),
             d, std::move(done));
   }
 

@@ -1,0 +1,111 @@
+// Process fixtures for integration tests.
+#include "support/processes.h"
+
+#include <cstdio>
+#include <future>
+#include <sstream>
+#include <sys/wait.h>
+
+#include <nlohmann/json.hpp>
+
+namespace bff::testing {
+
+std::string LogField(const std::string& log_text, const std::string& msg, const std::string& field) {
+  std::istringstream in(log_text);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_object() || j.value("msg", "") != msg || !j.contains(field)) continue;
+    if (j[field].is_string()) return j[field].get<std::string>();
+    return j[field].dump();
+  }
+  return "";
+}
+
+DomainProcess::DomainProcess(const std::string& data_dir, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--data", data_dir, "--password-iterations", "1000"};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  proc_ = std::make_unique<ChildProcess>(BinPath("bff-domain"), args, data_dir);
+  WaitFor(
+      [&] {
+        std::string p = LogField(proc_->Stderr(), "bff-domain listening", "port");
+        if (!p.empty()) port_ = static_cast<uint16_t>(std::stoi(p));
+        return port_ != 0 || !proc_->running();
+      },
+      std::chrono::seconds(60));
+}
+
+BffdProcess::BffdProcess(const std::string& data_dir, const std::vector<std::string>& extra_args) {
+  std::vector<std::string> args = {"--data", data_dir};
+  bool has_admin = false;
+  for (auto& a : extra_args) has_admin = has_admin || a == "--admin";
+  if (!has_admin) args.insert(args.end(), {"--admin", "127.0.0.1:0"});
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  proc_ = std::make_unique<ChildProcess>(BinPath("bffd"), args, data_dir);
+  WaitFor(
+      [&] {
+        std::string admin = LogField(proc_->Stderr(), "bffd ready", "admin");
+        if (!admin.empty()) admin_port_ = static_cast<uint16_t>(std::stoi(admin.substr(admin.rfind(':') + 1)));
+        return admin_port_ != 0 || !proc_->running();
+      },
+      std::chrono::seconds(60));
+}
+
+TestHttpClient::TestHttpClient() : work_(boost::asio::make_work_guard(io_)) {
+  for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+}
+
+TestHttpClient::~TestHttpClient() {
+  for (auto& [k, t] : transports_) t->Shutdown();
+  work_.reset();
+  io_.stop();
+  for (auto& t : threads_) t.join();
+}
+
+StatusOr<HttpResponse> TestHttpClient::Send(const std::string& base_url, HttpRequest req, std::chrono::milliseconds timeout) {
+  std::shared_ptr<HttpTransport> transport;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& t = transports_[base_url];
+    if (!t) {
+      std::map<Service, std::string> urls;
+      for (Service s : kAllServices) urls[s] = base_url;
+      auto created = HttpTransport::Create(io_, urls);
+      if (!created.ok()) return created.status();
+      t = *created;
+    }
+    transport = t;
+  }
+  auto p = std::make_shared<std::promise<StatusOr<HttpResponse>>>();
+  auto f = p->get_future();
+  // The service only picks a connection pool; every path goes to the same base URL here.
+  transport->Send(Service::kCatalog, std::move(req), std::chrono::steady_clock::now() + timeout,
+                  [p](StatusOr<HttpResponse> r) { p->set_value(std::move(r)); });
+  if (f.wait_for(timeout + std::chrono::seconds(5)) != std::future_status::ready) return DeadlineExceeded("test client");
+  return f.get();
+}
+
+StatusOr<HttpResponse> TestHttpClient::Get(const std::string& base_url, const std::string& target,
+                                           std::chrono::milliseconds timeout) {
+  HttpRequest r;
+  r.method = "GET";
+  size_t q = target.find('?');
+  r.path = target.substr(0, q);
+  if (q != std::string::npos) r.query = target.substr(q + 1);
+  return Send(base_url, std::move(r), timeout);
+}
+
+int RunCommand(const std::string& cmd, std::string* out) {
+  FILE* f = popen(cmd.c_str(), "r");
+  if (!f) return -1;
+  char buf[4096];
+  size_t n;
+  if (out) out->clear();
+  while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+    if (out) out->append(buf, n);
+  }
+  int st = pclose(f);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace bff::testing

@@ -38,9 +38,20 @@ std::shared_ptr<TimerHandle> AsioScheduler::RunAt(TimePoint when, std::function<
 }
 
 struct ManualScheduler::Entry : TimerHandle {
+  std::mutex mu;
   std::function<void()> fn;
   std::atomic<bool> cancelled{false};
-  void Cancel() override { cancelled.store(true); }
+  // Dropping the callback at once breaks reference cycles through what it captured.
+  void Cancel() override {
+    cancelled.store(true);
+    std::function<void()> drop;
+    std::lock_guard<std::mutex> lock(mu);
+    drop.swap(fn);
+  }
+  std::function<void()> Take() {
+    std::lock_guard<std::mutex> lock(mu);
+    return std::move(fn);
+  }
 };
 
 TimePoint ManualScheduler::Now() const {
@@ -73,7 +84,8 @@ void ManualScheduler::RunReady() {
         auto e = timers_.begin()->second;
         timers_.erase(timers_.begin());
         if (e->cancelled.load()) continue;
-        task = std::move(e->fn);
+        task = e->Take();
+        if (!task) continue;
       } else {
         return;
       }

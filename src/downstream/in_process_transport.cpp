@@ -20,9 +20,11 @@ void InProcessTransport::Send(Service service, HttpRequest req, TimePoint deadli
     return;
   }
   if (deadline != TimePoint::max()) {
-    once->timer = scheduler_.RunAt(deadline, [once, service] {
-      if (!once->fired.exchange(true)) {
-        once->done(DeadlineExceeded(std::string(ServiceName(service)) + ": timed out"));
+    // Weak: the domain's responder owns `once`; a strong capture would make a cycle through once->timer.
+    once->timer = scheduler_.RunAt(deadline, [weak = std::weak_ptr<Once>(once), service] {
+      auto held = weak.lock();
+      if (held && !held->fired.exchange(true)) {
+        held->done(DeadlineExceeded(std::string(ServiceName(service)) + ": timed out"));
       }
     });
   }
@@ -30,7 +32,10 @@ void InProcessTransport::Send(Service service, HttpRequest req, TimePoint deadli
   scheduler_.Post([domain, once, req = std::move(req)]() mutable {
     domain->Handle(std::move(req), [once](HttpResponse resp) {
       if (once->fired.exchange(true)) return;
-      if (once->timer) once->timer->Cancel();
+      if (once->timer) {
+        once->timer->Cancel();
+        once->timer.reset();  // its callback holds `once`
+      }
       once->done(std::move(resp));
     });
   });

@@ -20,8 +20,12 @@ void CoalescingTransport::Send(Service service, HttpRequest req, TimePoint deadl
   auto once = std::make_shared<Once>();
   once->done = std::move(done);
   if (deadline != TimePoint::max()) {
-    once->timer = scheduler_.RunAt(deadline, [once] {
-      if (!once->fired.exchange(true)) once->done(DeadlineExceeded("deadline passed while waiting for a shared call"));
+    // Weak: the waiter owns `once`; a strong capture here would make a cycle through once->timer.
+    once->timer = scheduler_.RunAt(deadline, [weak = std::weak_ptr<Once>(once)] {
+      auto held = weak.lock();
+      if (held && !held->fired.exchange(true)) {
+        held->done(DeadlineExceeded("deadline passed while waiting for a shared call"));
+      }
     });
   }
   Scheduler& scheduler = scheduler_;
@@ -29,7 +33,10 @@ void CoalescingTransport::Send(Service service, HttpRequest req, TimePoint deadl
       key,
       [once, &scheduler](const StatusOr<HttpResponse>& r) {
         if (once->fired.exchange(true)) return;
-        if (once->timer) once->timer->Cancel();
+        if (once->timer) {
+          once->timer->Cancel();
+          once->timer.reset();  // its callback holds `once`
+        }
         // Post so no waiter runs inside another waiter's call stack.
         scheduler.Post([once, r] { once->done(r); });
       },

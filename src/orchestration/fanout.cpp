@@ -67,7 +67,10 @@ bool FanOut::FinishCallLocked(size_t index, const Status& status, const std::fun
   c.done = true;
   c.status = status;
   if (c.started) c.elapsed = scheduler_.Now() - c.started_at;
-  if (c.timer) c.timer->Cancel();
+  if (c.timer) {
+    c.timer->Cancel();
+    c.timer.reset();  // the timer's callback holds this fan-out
+  }
   --remaining_;
   if (status.ok()) {
     if (apply) apply();
@@ -99,7 +102,10 @@ void FanOut::Deliver() {
       o.elapsed = c.elapsed;
       o.status = c.done ? c.status : Status(StatusCode::kCancelled, "abandoned after a critical failure");
       if (c.done && !c.status.ok() && c.criticality == Criticality::kOptional) result.degraded.push_back(c.name);
-      if (!c.done && c.timer) c.timer->Cancel();
+      if (c.timer) {
+        c.timer->Cancel();
+        c.timer.reset();
+      }
       result.calls.push_back(std::move(o));
     }
     done = std::move(on_done_);

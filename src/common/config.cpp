@@ -1,6 +1,7 @@
 // TOML configuration loading: every key is known, typed and range-checked; errors name the key.
 #include "common/config.h"
 
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -119,6 +120,9 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.Str(*t, "server", "coaps", &c.server.coaps);
     r.Int(*t, "server", "threads", &c.server.threads);
     r.Int(*t, "server", "drain_timeout_ms", &c.server.drain_timeout_ms);
+    r.Int(*t, "server", "http_threads", &c.server.http_threads);
+    r.Int(*t, "server", "request_timeout_ms", &c.server.request_timeout_ms);
+    r.Int(*t, "server", "max_body_bytes", &c.server.max_body_bytes);
     r.RejectUnknown(*t, "server");
   }
   if (auto* t = r.Table(root, "", "mqtt")) {
@@ -154,12 +158,40 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     }
     r.RejectUnknown(*t, "domain");
   }
+  if (auto* t = r.Table(root, "", "mobile")) {
+    r.Int(*t, "mobile", "max_age_s", &c.mobile.max_age_s);
+    r.Int(*t, "mobile", "stale_while_revalidate_s", &c.mobile.stale_while_revalidate_s);
+    r.Int(*t, "mobile", "stale_if_error_s", &c.mobile.stale_if_error_s);
+    r.Int(*t, "mobile", "cache_max_entries", &c.mobile.cache_max_entries);
+    r.Int(*t, "mobile", "cache_max_bytes", &c.mobile.cache_max_bytes);
+    r.Int(*t, "mobile", "catalog_timeout_ms", &c.mobile.catalog_timeout_ms);
+    r.Int(*t, "mobile", "cart_timeout_ms", &c.mobile.cart_timeout_ms);
+    r.Int(*t, "mobile", "retry_after_s", &c.mobile.retry_after_s);
+    r.Str(*t, "mobile", "token_issuer", &c.mobile.token_issuer);
+    r.Str(*t, "mobile", "token_audience", &c.mobile.token_audience);
+    r.RejectUnknown(*t, "mobile");
+  }
+  if (auto* t = r.Table(root, "", "web")) {
+    r.Int(*t, "web", "catalog_timeout_ms", &c.web.catalog_timeout_ms);
+    r.Int(*t, "web", "inventory_timeout_ms", &c.web.inventory_timeout_ms);
+    r.Int(*t, "web", "reviews_timeout_ms", &c.web.reviews_timeout_ms);
+    r.Int(*t, "web", "recommendations_timeout_ms", &c.web.recommendations_timeout_ms);
+    r.Int(*t, "web", "promotions_timeout_ms", &c.web.promotions_timeout_ms);
+    r.Int(*t, "web", "cart_timeout_ms", &c.web.cart_timeout_ms);
+    r.Int(*t, "web", "session_idle_s", &c.web.session_idle_s);
+    r.Int(*t, "web", "session_absolute_s", &c.web.session_absolute_s);
+    r.Bool(*t, "web", "cookie_secure", &c.web.cookie_secure);
+    r.Str(*t, "web", "cookie_name", &c.web.cookie_name);
+    r.Int(*t, "web", "retry_after_s", &c.web.retry_after_s);
+    r.RejectUnknown(*t, "web");
+  }
   if (auto* t = r.Table(root, "", "security")) {
     r.Int(*t, "security", "credential_ttl_s", &c.security.credential_ttl_s);
     r.RejectUnknown(*t, "security");
   }
   if (auto* t = r.Table(root, "", "iot")) {
     r.Int(*t, "iot", "demo_fleet", &c.iot.demo_fleet);
+    r.Int(*t, "iot", "stock_freshness_s", &c.iot.stock_freshness_s);
     r.RejectUnknown(*t, "iot");
   }
   r.RejectUnknown(root, "");
@@ -194,6 +226,14 @@ Status CheckRange(const std::string& key, int v, int lo, int hi) {
                            std::to_string(hi));
   }
   return Status::Ok();
+}
+
+bool IsCookieName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name) {
+    if (!(std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' || ch == '.')) return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -247,6 +287,29 @@ Status ValidateConfig(const Config& c) {
   check(CheckHostPort("server.coaps", c.server.coaps));
   check(CheckRange("server.threads", c.server.threads, 1, 256));
   check(CheckRange("server.drain_timeout_ms", c.server.drain_timeout_ms, 0, 600000));
+  check(CheckRange("server.http_threads", c.server.http_threads, 1, 10000));
+  check(CheckRange("server.request_timeout_ms", c.server.request_timeout_ms, 10, 600000));
+  check(CheckRange("server.max_body_bytes", c.server.max_body_bytes, 256, 64 << 20));
+  check(CheckRange("mobile.max_age_s", c.mobile.max_age_s, 0, 31536000));
+  check(CheckRange("mobile.stale_while_revalidate_s", c.mobile.stale_while_revalidate_s, 0, 31536000));
+  check(CheckRange("mobile.stale_if_error_s", c.mobile.stale_if_error_s, 0, 31536000));
+  check(CheckRange("mobile.cache_max_entries", c.mobile.cache_max_entries, 1, 100000000));
+  check(CheckRange("mobile.cache_max_bytes", c.mobile.cache_max_bytes, 1024, INT32_MAX));
+  check(CheckRange("mobile.catalog_timeout_ms", c.mobile.catalog_timeout_ms, 1, 600000));
+  check(CheckRange("mobile.cart_timeout_ms", c.mobile.cart_timeout_ms, 1, 600000));
+  check(CheckRange("mobile.retry_after_s", c.mobile.retry_after_s, 1, 86400));
+  if (c.mobile.token_issuer.empty()) check(InvalidArgument("mobile.token_issuer: must not be empty"));
+  if (c.mobile.token_audience.empty()) check(InvalidArgument("mobile.token_audience: must not be empty"));
+  check(CheckRange("web.catalog_timeout_ms", c.web.catalog_timeout_ms, 1, 600000));
+  check(CheckRange("web.inventory_timeout_ms", c.web.inventory_timeout_ms, 1, 600000));
+  check(CheckRange("web.reviews_timeout_ms", c.web.reviews_timeout_ms, 1, 600000));
+  check(CheckRange("web.recommendations_timeout_ms", c.web.recommendations_timeout_ms, 1, 600000));
+  check(CheckRange("web.promotions_timeout_ms", c.web.promotions_timeout_ms, 1, 600000));
+  check(CheckRange("web.cart_timeout_ms", c.web.cart_timeout_ms, 1, 600000));
+  check(CheckRange("web.session_idle_s", c.web.session_idle_s, 10, 31536000));
+  check(CheckRange("web.session_absolute_s", c.web.session_absolute_s, 10, 31536000));
+  check(CheckRange("web.retry_after_s", c.web.retry_after_s, 1, 86400));
+  if (!IsCookieName(c.web.cookie_name)) check(InvalidArgument("web.cookie_name: not a valid cookie name: '" + c.web.cookie_name + "'"));
   if (c.mqtt.uri.rfind("tcp://", 0) != 0 && c.mqtt.uri.rfind("mqtt://", 0) != 0 && c.mqtt.uri.rfind("ssl://", 0) != 0) {
     check(InvalidArgument("mqtt.uri: expected tcp://HOST:PORT (or mqtt://, ssl://), got '" + c.mqtt.uri + "'"));
   }
@@ -262,6 +325,7 @@ Status ValidateConfig(const Config& c) {
   if (!c.domain.faults.is_object()) check(InvalidArgument("domain.faults: expected a table"));
   check(CheckRange("security.credential_ttl_s", c.security.credential_ttl_s, 5, 3600));
   check(CheckRange("iot.demo_fleet", c.iot.demo_fleet, 0, 100000));
+  check(CheckRange("iot.stock_freshness_s", c.iot.stock_freshness_s, 0, 86400));
   if (c.data_dir.empty()) check(InvalidArgument("data_dir: must not be empty"));
   static const std::set<std::string> kLevels = {"debug", "info", "warn", "error"};
   if (!kLevels.count(c.log_level)) check(InvalidArgument("log_level: expected debug, info, warn or error, got '" + c.log_level + "'"));

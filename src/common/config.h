@@ -19,7 +19,35 @@ struct Config {
     std::string coaps = "0.0.0.0:5684";     // IoT BFF, CoAP over DTLS-PSK
     int threads = 2;                        // Asio pool size
     int drain_timeout_ms = 10000;           // SIGTERM: time allowed for requests in flight
+    int http_threads = 64;                  // HTTP worker pool: one per keep-alive connection expected
+    int request_timeout_ms = 5000;          // deadline of one client request, across all its downstream calls
+    int max_body_bytes = 16384;             // larger request bodies: 413
   } server;
+  struct Mobile {
+    int max_age_s = 3600;                  // Cache-Control max-age of product answers
+    int stale_while_revalidate_s = 600;    // served stale (and refreshed in the background) this long after
+    int stale_if_error_s = 86400;          // a stale copy may stand in for a failed catalog this long
+    int cache_max_entries = 20000;
+    int cache_max_bytes = 64 << 20;
+    int catalog_timeout_ms = 800;
+    int cart_timeout_ms = 2000;
+    int retry_after_s = 5;                 // Retry-After on 503
+    std::string token_issuer = "bff-identity";
+    std::string token_audience = "bffd";
+  } mobile;
+  struct Web {
+    int catalog_timeout_ms = 800;
+    int inventory_timeout_ms = 150;
+    int reviews_timeout_ms = 150;
+    int recommendations_timeout_ms = 200;  // recommendations and the batch name lookup together
+    int promotions_timeout_ms = 150;
+    int cart_timeout_ms = 2000;
+    int session_idle_s = 1800;
+    int session_absolute_s = 43200;
+    bool cookie_secure = true;             // false only for plain-http local development
+    std::string cookie_name = "bffd_session";
+    int retry_after_s = 5;
+  } web;
   struct Mqtt {
     std::string uri = "tcp://127.0.0.1:1883";
   } mqtt;
@@ -37,7 +65,8 @@ struct Config {
     int credential_ttl_s = 60;  // lifetime of the internal credential minted for downstream calls
   } security;
   struct Iot {
-    int demo_fleet = 1000;  // demo device keys provisioned at first start (0 = none)
+    int demo_fleet = 1000;        // demo device keys provisioned at first start (0 = none)
+    int stock_freshness_s = 300;  // how long shelf stock flags are cached for devices
   } iot;
   std::string data_dir = "data";
   std::string log_level = "info";

@@ -36,6 +36,9 @@ Daemon::Daemon(Config config)
 Daemon::~Daemon() {
   if (admin_) admin_->Stop();
   if (domain_) domain_->ReleaseHeld();
+  if (http_) http_->Stop();
+  if (tokens_) tokens_->Stop();
+  if (domain_) domain_->ReleaseHeld();
   if (http_transport_) http_transport_->Shutdown();
   work_.reset();
   io_.stop();
@@ -110,6 +113,9 @@ Status Daemon::Start() {
   if (!admin.ok()) return Status(admin.status().code(), "server.admin: " + admin.status().message());
   admin_ = std::move(admin).value();
 
+  Status bffs = StartHttpBffs();
+  if (!bffs.ok()) return bffs;
+
   signals_ = std::make_unique<boost::asio::signal_set>(io_, SIGINT, SIGTERM);
   signals_->async_wait([this](const boost::system::error_code& e, int sig) {
     if (e) return;
@@ -117,11 +123,60 @@ Status Daemon::Start() {
     Stop();
   });
 
+  auto http_hp = ParseHostPort(config_.server.http);
   log::Info("bffd ready", {{"version", VersionString()},
                            {"admin", "http://" + hp->first + ":" + std::to_string(admin_->port())},
+                           {"http", "http://" + http_hp->first + ":" + std::to_string(http_->port())},
                            {"domain", config_.domain.mode},
                            {"data_dir", config_.data_dir},
                            {"threads", config_.server.threads}});
+  return Status::Ok();
+}
+
+Status Daemon::StartHttpBffs() {
+  ApiFront::Options front_opts;
+  front_opts.request_timeout = milliseconds(config_.server.request_timeout_ms);
+  front_ = std::make_unique<ApiFront>(front_opts, scheduler_);
+
+  AccessTokenOptions token_opts;
+  token_opts.issuer = config_.mobile.token_issuer;
+  token_opts.audience = config_.mobile.token_audience;
+  DownstreamClients* clients = clients_.get();
+  Scheduler* sched = &scheduler_;
+  tokens_ = AccessTokenValidator::Create(
+      token_opts,
+      [clients, sched](AccessTokenValidator::JwksCallback done) {
+        RequestContext ctx;
+        ctx.trace = TraceContext::NewRoot();
+        clients->identity().Jwks(ctx, sched->Now() + std::chrono::seconds(5), std::move(done));
+      },
+      scheduler_);
+  tokens_->Start();
+
+  SessionOptions session_opts;
+  session_opts.idle_timeout = std::chrono::seconds(config_.web.session_idle_s);
+  session_opts.absolute_timeout = std::chrono::seconds(config_.web.session_absolute_s);
+  sessions_ = std::make_unique<InMemorySessionStore>(session_opts);
+
+  mobile_ = std::make_unique<MobileBff>(config_, *clients_, scheduler_, tokens_);
+  mobile_->Register(*front_);
+  web_ = std::make_unique<WebBff>(config_, *clients_, scheduler_, *sessions_);
+  web_->Register(*front_);
+
+  auto hp = ParseHostPort(config_.server.http);
+  if (!hp.ok()) return Status(hp.status().code(), "server.http: " + hp.status().message());
+  HttpServerOptions http_opts;
+  http_opts.host = hp->first;
+  http_opts.port = hp->second;
+  http_opts.threads = static_cast<size_t>(config_.server.http_threads);
+  http_opts.max_body_bytes = static_cast<size_t>(config_.server.max_body_bytes);
+  http_opts.handler_timeout = milliseconds(config_.server.request_timeout_ms + 1000);
+  ApiFront* front = front_.get();
+  auto server = HttpServer::Start(http_opts, [front](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    front->Handle(std::move(req), std::move(respond));
+  });
+  if (!server.ok()) return Status(server.status().code(), "server.http: " + server.status().message());
+  http_ = std::move(server).value();
   return Status::Ok();
 }
 
@@ -226,11 +281,18 @@ int Daemon::Run() {
 void Daemon::Drain() {
   TimePoint deadline = Clock::now() + milliseconds(config_.server.drain_timeout_ms);
   if (admin_) admin_->Stop();
-  // Wait for requests in flight; held (hung) downstream answers are released once the deadline nears.
-  while (Clock::now() < deadline && admin_ && admin_->in_flight() > 0) {
+  // Stop() lets the HTTP front finish what it accepted; run it beside the admin drain.
+  std::thread http_stop([this] {
+    if (http_) http_->Stop();
+  });
+  auto in_flight = [this] { return (admin_ ? admin_->in_flight() : 0) + (http_ ? http_->in_flight() : 0); };
+  while (Clock::now() < deadline && in_flight() > 0) {
     std::this_thread::sleep_for(milliseconds(10));
   }
-  size_t abandoned = admin_ ? admin_->in_flight() : 0;
+  size_t abandoned = in_flight();
+  if (domain_) domain_->ReleaseHeld();  // answers held by "hang" faults must not block the exit
+  http_stop.join();
+  if (tokens_) tokens_->Stop();
   if (domain_) domain_->ReleaseHeld();
   if (http_transport_) http_transport_->Shutdown();
   if (signals_) {

@@ -11,7 +11,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include "api/api.h"
+#include "clients/mobile/mobile_bff.h"
+#include "clients/web/web_bff.h"
 #include "common/config.h"
+#include "protocols/http/http_server.h"
+#include "security/access_token_validator.h"
+#include "security/session_store.h"
 #include "common/scheduler.h"
 #include "domain/domain_services.h"
 #include "downstream/clients.h"
@@ -36,6 +42,7 @@ class Daemon {
   void Stop();
 
   uint16_t admin_port() const { return admin_ ? admin_->port() : 0; }
+  uint16_t http_port() const { return http_ ? http_->port() : 0; }
   DownstreamClients& clients() { return *clients_; }
   Scheduler& scheduler() { return scheduler_; }
   const Config& config() const { return config_; }
@@ -46,6 +53,7 @@ class Daemon {
   explicit Daemon(Config config);
   Status Start();
   Status ProvisionDemoFleet();
+  Status StartHttpBffs();
   void HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> respond);
   void Drain();
 
@@ -62,6 +70,12 @@ class Daemon {
   std::unique_ptr<DownstreamClients> clients_;
   std::unique_ptr<ApiKeyStore> keys_;
   std::shared_ptr<HttpListener> admin_;
+  std::unique_ptr<ApiFront> front_;
+  std::shared_ptr<AccessTokenValidator> tokens_;
+  std::unique_ptr<SessionStore> sessions_;
+  std::unique_ptr<MobileBff> mobile_;
+  std::unique_ptr<WebBff> web_;
+  std::unique_ptr<HttpServer> http_;
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::string demo_keys_file_;
 

@@ -1,6 +1,7 @@
 // bff-domain: the reference domain services as their own process, behind an async HTTP listener.
 #include <condition_variable>
 #include <csignal>
+#include <fstream>
 #include <mutex>
 #include <cstdio>
 #include <thread>
@@ -14,12 +15,50 @@
 #include "common/log.h"
 #include "common/scheduler.h"
 #include "domain/domain_services.h"
+#include "common/crypto.h"
+#include "security/internal_credential.h"
 #include "server/http_listener.h"
+
+namespace {
+
+// Appends what the domain received to a file, so tests can prove no client token, cookie or API key
+// reached it. The Authorization value itself is never written: only whether it is bffd's credential
+// and, if not, a hash of it (so a test can compare it with a client token's hash).
+class RequestRecorder {
+ public:
+  RequestRecorder(const std::string& path, const std::string& secret) : out_(path, std::ios::app), verifier_(secret) {}
+
+  void Record(const bff::HttpRequest& req) {
+    nlohmann::json headers = nlohmann::json::object();
+    for (const auto& [name, value] : req.headers) {
+      if (bff::EqualsIgnoreCase(name, "Authorization")) {
+        std::string token = value.rfind("Bearer ", 0) == 0 ? value.substr(7) : value;
+        auto id = verifier_.Verify(token, bff::UnixNow());
+        headers[name] = id.ok() ? "internal-credential client=" + id->client + " subject=" + id->subject
+                                : "other sha256=" + bff::HexEncode(bff::Sha256(value));
+      } else {
+        headers[name] = value;
+      }
+    }
+    nlohmann::json line = {{"method", req.method}, {"path", req.path}, {"query", req.query}, {"headers", headers},
+                           {"body", req.body}};
+    std::lock_guard<std::mutex> lock(mu_);
+    out_ << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+    out_.flush();
+  }
+
+ private:
+  std::mutex mu_;
+  std::ofstream out_;
+  bff::CredentialVerifier verifier_;
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"bff-domain: reference domain services (catalog, inventory, reviews, recommendations, promotions, "
                "cart, analytics, identity)"};
-  std::string listen = "127.0.0.1:8090", data = "data-domain", faults_json, log_level = "info", config_path;
+  std::string listen = "127.0.0.1:8090", data = "data-domain", faults_json, log_level = "info", config_path, record_path;
   int threads = 2, drain_ms = 5000, password_iterations = 100000;
   bool allow_unauthenticated = false, version = false;
   app.add_option("--listen", listen, "ADDR:PORT to serve on (port 0 picks a free port; the log says which)");
@@ -31,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error");
   app.add_flag("--allow-unauthenticated", allow_unauthenticated,
                "accept calls without bffd's internal credential (local debugging only)");
+  app.add_option("--record-requests", record_path,
+                 "append every request received (method, path, headers, body) to FILE as JSON lines, for tests that "
+                 "check what reached the domain; Authorization is recorded only as whether it is bffd's credential");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {
@@ -93,8 +135,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   bff::DomainServices* services = domain->get();
+  std::unique_ptr<RequestRecorder> recorder;
+  if (!record_path.empty()) {
+    auto secret = bff::LoadOrCreateInternalSecret(data);
+    if (!secret.ok()) {
+      std::fprintf(stderr, "bff-domain: --record-requests: %s\n", secret.status().message().c_str());
+      stop_pool();
+      return 1;
+    }
+    recorder = std::make_unique<RequestRecorder>(record_path, *secret);
+  }
+  RequestRecorder* rec = recorder.get();
   auto listener = bff::HttpListener::Create(io, hp->first, hp->second,
-                                            [services](bff::HttpRequest req, std::function<void(bff::HttpResponse)> respond) {
+                                            [services, rec](bff::HttpRequest req, std::function<void(bff::HttpResponse)> respond) {
+                                              if (rec) rec->Record(req);
                                               services->Handle(std::move(req), std::move(respond));
                                             });
   if (!listener.ok()) {

@@ -37,15 +37,22 @@ DomainProcess::DomainProcess(const std::string& data_dir, const std::vector<std:
 
 BffdProcess::BffdProcess(const std::string& data_dir, const std::vector<std::string>& extra_args) {
   std::vector<std::string> args = {"--data", data_dir};
-  bool has_admin = false;
-  for (auto& a : extra_args) has_admin = has_admin || a == "--admin";
+  bool has_admin = false, has_http = false;
+  for (auto& a : extra_args) {
+    has_admin = has_admin || a == "--admin";
+    has_http = has_http || a == "--http";
+  }
   if (!has_admin) args.insert(args.end(), {"--admin", "127.0.0.1:0"});
+  if (!has_http) args.insert(args.end(), {"--http", "127.0.0.1:0"});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   proc_ = std::make_unique<ChildProcess>(BinPath("bffd"), args, data_dir);
   WaitFor(
       [&] {
-        std::string admin = LogField(proc_->Stderr(), "bffd ready", "admin");
+        std::string log = proc_->Stderr();
+        std::string admin = LogField(log, "bffd ready", "admin");
+        std::string http = LogField(log, "bffd ready", "http");
         if (!admin.empty()) admin_port_ = static_cast<uint16_t>(std::stoi(admin.substr(admin.rfind(':') + 1)));
+        if (!http.empty()) http_port_ = static_cast<uint16_t>(std::stoi(http.substr(http.rfind(':') + 1)));
         return admin_port_ != 0 || !proc_->running();
       },
       std::chrono::seconds(60));

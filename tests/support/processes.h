@@ -39,11 +39,15 @@ class BffdProcess {
   BffdProcess(const std::string& data_dir, const std::vector<std::string>& extra_args = {});
   bool ready() const { return admin_port_ != 0; }
   uint16_t admin_port() const { return admin_port_; }
+  uint16_t http_port() const { return http_port_; }
+  std::string admin_url() const { return "http://127.0.0.1:" + std::to_string(admin_port_); }
+  std::string http_url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   ChildProcess& process() { return *proc_; }
 
  private:
   std::unique_ptr<ChildProcess> proc_;
   uint16_t admin_port_ = 0;
+  uint16_t http_port_ = 0;
 };
 
 // A blocking HTTP/1.1 client over our HttpTransport, for tests only.

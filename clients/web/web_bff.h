@@ -1,0 +1,40 @@
+// The web BFF (CONTRACT.md section 3): the whole product page in one answer, sessions with CSRF, cart.
+#pragma once
+
+#include <memory>
+
+#include "api/api.h"
+#include "common/config.h"
+#include "downstream/clients.h"
+#include "security/session_store.h"
+
+namespace bff {
+
+class WebBff {
+ public:
+  WebBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, SessionStore& sessions);
+
+  // Adds the /web/v1 routes to `front`.
+  void Register(ApiFront& front);
+
+ private:
+  void GetProduct(std::shared_ptr<ApiCall> call, Respond respond);
+  void Login(std::shared_ptr<ApiCall> call, Respond respond);
+  void Logout(std::shared_ptr<ApiCall> call, Respond respond);
+  void Me(std::shared_ptr<ApiCall> call, Respond respond);
+  void AddCartItem(std::shared_ptr<ApiCall> call, Respond respond);
+
+  // The live session named by the request's cookie, or an error answer (401) already sent.
+  std::optional<Session> SessionOf(const ApiCall& call);
+  // Session plus a matching X-CSRF-Token header; 401/403 otherwise.
+  StatusOr<Session> SessionWithCsrf(const ApiCall& call);
+  std::string SessionCookie(const std::string& value, int64_t max_age_s) const;
+
+  Config::Web options_;
+  size_t max_body_bytes_;
+  DownstreamClients& clients_;
+  Scheduler& scheduler_;
+  SessionStore& sessions_;
+};
+
+}  // namespace bff

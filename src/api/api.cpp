@@ -1,0 +1,164 @@
+// Routing, trace context, deadlines, Server-Timing and the one error format of the HTTP BFFs.
+#include "api/api.h"
+
+#include <atomic>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+
+namespace bff {
+
+std::string ApiCall::param(const std::string& name) const {
+  auto it = params_.find(name);
+  return it == params_.end() ? std::string() : it->second;
+}
+
+void ApiCall::AddTiming(std::string name, double duration_ms, std::string desc) {
+  std::string e = std::move(name);
+  if (!desc.empty()) e += ";desc=" + desc;
+  if (duration_ms >= 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), ";dur=%.1f", duration_ms);
+    e += buf;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  timings_.push_back(std::move(e));
+}
+
+std::string ApiCall::ServerTimingHeader(double total_ms) const {
+  std::string h;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& t : timings_) {
+      h += t;
+      h += ", ";
+    }
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "total;dur=%.1f", total_ms);
+  return h + buf;
+}
+
+HttpResponse JsonResponse(int status, const std::string& body) { return HttpResponse::Json(status, body); }
+
+HttpResponse ErrorResponse(int http_status, std::string_view code, const std::string& message, const std::string& trace_id) {
+  nlohmann::json body = {{"error", {{"code", code}, {"message", message}, {"trace_id", trace_id}}}};
+  return HttpResponse::Json(http_status, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+}
+
+HttpResponse ErrorResponse(const Status& status, const std::string& trace_id, int retry_after_s) {
+  int http = HttpStatusFor(status.code());
+  HttpResponse r = ErrorResponse(http, ErrorCodeString(status.code()), status.message(), trace_id);
+  if (retry_after_s > 0 && (http == 429 || http == 503)) r.headers.Set("Retry-After", std::to_string(retry_after_s));
+  r.headers.Set("Cache-Control", "no-store");
+  return r;
+}
+
+std::vector<std::string> ApiFront::Split(const std::string& path) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    if (path[pos] == '/') {
+      ++pos;
+      continue;
+    }
+    size_t end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    out.push_back(path.substr(pos, end - pos));
+    pos = end;
+  }
+  return out;
+}
+
+void ApiFront::Route(const std::string& method, const std::string& pattern, const std::string& client, ApiHandler handler) {
+  routes_.push_back({method, Split(pattern), client, std::move(handler)});
+}
+
+uint64_t ApiFront::requests() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requests_;
+}
+
+void ApiFront::Handle(HttpRequest req, Respond respond) {
+  TimePoint started = scheduler_.Now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++requests_;
+  }
+  RequestContext ctx;
+  ctx.trace = TraceContext::AcceptOrCreate(req.headers.Get("traceparent"), req.headers.Get("tracestate"));
+  ctx.deadline = started + options_.request_timeout;
+
+  // Match: same number of segments, literal segments equal, "{x}" captures anything non-empty.
+  std::vector<std::string> segs = Split(req.path);
+  const RouteEntry* match = nullptr;
+  std::map<std::string, std::string> params;
+  std::vector<std::string> allowed;
+  bool trailing_slash = req.path.size() > 1 && req.path.back() == '/';
+  for (const RouteEntry& r : routes_) {
+    if (r.segments.size() != segs.size() || trailing_slash) continue;
+    std::map<std::string, std::string> p;
+    bool ok = true;
+    for (size_t i = 0; i < segs.size() && ok; ++i) {
+      const std::string& want = r.segments[i];
+      if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
+        p[want.substr(1, want.size() - 2)] = segs[i];
+      } else {
+        ok = want == segs[i];
+      }
+    }
+    if (!ok) continue;
+    if (r.method == req.method || (req.method == "HEAD" && r.method == "GET")) {
+      match = &r;
+      params = std::move(p);
+      break;
+    }
+    allowed.push_back(r.method);
+  }
+
+  auto call = std::make_shared<ApiCall>(std::move(req), std::move(ctx), started);
+  Scheduler& sched = scheduler_;
+  auto once = std::make_shared<std::atomic<bool>>(false);
+  Respond finish = [call, respond = std::move(respond), &sched, once](HttpResponse r) {
+    if (once->exchange(true)) {
+      log::Warn("handler answered twice", {{"path", call->http().path}}, call->trace_id());
+      return;
+    }
+    double total_ms = std::chrono::duration<double, std::milli>(sched.Now() - call->started()).count();
+    r.headers.Set("traceparent", call->ctx().trace.ToTraceparent());
+    r.headers.Set("Server-Timing", call->ServerTimingHeader(total_ms));
+    if (call->http().method == "HEAD") r.body.clear();
+    if (log::Enabled(log::Level::kDebug)) {
+      log::Debug("request", {{"method", call->http().method}, {"path", call->http().path}, {"status", r.status},
+                             {"client", call->ctx().client}, {"ms", total_ms}},
+                 call->trace_id());
+    }
+    respond(std::move(r));
+  };
+
+  if (!match) {
+    if (!allowed.empty()) {
+      std::string allow;
+      for (auto& m : allowed) allow += (allow.empty() ? "" : ", ") + m;
+      HttpResponse r = ErrorResponse(405, "method_not_allowed", call->http().method + " is not allowed here; use " + allow,
+                                     call->trace_id());
+      r.headers.Set("Allow", allow);
+      finish(std::move(r));
+    } else {
+      finish(ErrorResponse(404, "not_found", "no such endpoint: " + call->http().path, call->trace_id()));
+    }
+    return;
+  }
+  call->ctx().client = match->client;
+  call->set_params(std::move(params));
+  try {
+    match->handler(call, finish);
+  } catch (const std::exception& e) {
+    log::Error("handler threw", {{"path", call->http().path}, {"what", e.what()}}, call->trace_id());
+    finish(ErrorResponse(500, "internal", "internal error", call->trace_id()));
+  }
+}
+
+}  // namespace bff

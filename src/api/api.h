@@ -1,0 +1,91 @@
+// Shared plumbing of the HTTP BFFs: the per-request object, routing, errors, Server-Timing.
+//
+// A protocol adapter hands each request to ApiFront::Handle. The front accepts or creates the trace
+// context, sets the request deadline, finds the route (404/405 JSON otherwise), runs the client module's
+// handler, and stamps every answer with traceparent and Server-Timing. Errors everywhere take one form:
+// {"error": {"code", "message", "trace_id"}} with the status from the single Status mapping.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/http_message.h"
+#include "common/scheduler.h"
+#include "common/status.h"
+#include "observability/request_context.h"
+
+namespace bff {
+
+using Respond = std::function<void(HttpResponse)>;
+
+// One client request in flight: what the handler needs, plus timing entries collected on the way.
+class ApiCall {
+ public:
+  ApiCall(HttpRequest http, RequestContext ctx, TimePoint started) : http_(std::move(http)), ctx_(std::move(ctx)), started_(started) {}
+
+  const HttpRequest& http() const { return http_; }
+  RequestContext& ctx() { return ctx_; }
+  const RequestContext& ctx() const { return ctx_; }
+  const std::string& trace_id() const { return ctx_.trace.trace_id; }
+  TimePoint started() const { return started_; }
+  // Path parameter captured by the route pattern ("{sku}" → "sku").
+  std::string param(const std::string& name) const;
+  void set_params(std::map<std::string, std::string> p) { params_ = std::move(p); }
+
+  // Server-Timing entries: "cache;desc=hit", "catalog;dur=10.2". Thread-safe.
+  void AddTiming(std::string name, double duration_ms = -1, std::string desc = {});
+  std::string ServerTimingHeader(double total_ms) const;
+
+ private:
+  HttpRequest http_;
+  RequestContext ctx_;
+  TimePoint started_;
+  std::map<std::string, std::string> params_;
+  mutable std::mutex mu_;
+  std::vector<std::string> timings_;
+};
+
+using ApiHandler = std::function<void(std::shared_ptr<ApiCall> call, Respond respond)>;
+
+// The error body every HTTP BFF answers with; 429 and 503 carry Retry-After when retry_after_s > 0.
+HttpResponse ErrorResponse(const Status& status, const std::string& trace_id, int retry_after_s = 0);
+HttpResponse ErrorResponse(int http_status, std::string_view code, const std::string& message, const std::string& trace_id);
+HttpResponse JsonResponse(int status, const std::string& body);
+
+class ApiFront {
+ public:
+  struct Options {
+    std::chrono::milliseconds request_timeout{5000};
+  };
+  ApiFront(Options options, Scheduler& scheduler) : options_(options), scheduler_(scheduler) {}
+
+  // `client` names the BFF answering this route ("mobile", "web"): it goes into the internal credential.
+  // Pattern segments in braces capture one path segment: "/mobile/v1/products/{sku}".
+  void Route(const std::string& method, const std::string& pattern, const std::string& client, ApiHandler handler);
+
+  // Entry point for protocol adapters: always answers exactly once.
+  void Handle(HttpRequest req, Respond respond);
+
+  uint64_t requests() const;
+
+ private:
+  struct RouteEntry {
+    std::string method;
+    std::vector<std::string> segments;  // "{name}" captures
+    std::string client;
+    ApiHandler handler;
+  };
+  static std::vector<std::string> Split(const std::string& path);
+
+  Options options_;
+  Scheduler& scheduler_;
+  std::vector<RouteEntry> routes_;
+  mutable std::mutex mu_;
+  uint64_t requests_ = 0;
+};
+
+}  // namespace bff

@@ -1,0 +1,161 @@
+// MobileBff in virtual time over a scripted catalog: stale-while-revalidate with one refresh per key.
+#include "clients/mobile/mobile_bff.h"
+
+#include <gtest/gtest.h>
+
+#include <optional>
+
+namespace bff {
+namespace {
+
+using nlohmann::json;
+using std::chrono::seconds;
+
+// Answers catalog reads with the current product name; holds answers until Release() when asked to.
+class ScriptedCatalog : public Transport {
+ public:
+  explicit ScriptedCatalog(Scheduler& s) : s_(s) {}
+  void Send(Service, HttpRequest req, TimePoint, ResponseCallback done) override {
+    paths.push_back(req.path);
+    json p = {{"sku", "SKU-10001"}, {"name", name}, {"price", "9.99"}, {"currency", "EUR"},
+              {"thumbnail_url", "https://img/t.jpg"}, {"wholesale_cost", "1.00"}, {"margin_pct", 80.0},
+              {"description", "long text"}};
+    HttpResponse r = down ? HttpResponse::Json(503, R"({"error":{"code":"unavailable","message":"down"}})")
+                          : HttpResponse::Json(200, p.dump());
+    if (hold) {
+      held.push_back([done, r] { done(r); });
+    } else {
+      s_.Post([done, r] { done(r); });
+    }
+  }
+  void Release() {
+    auto h = std::move(held);
+    held.clear();
+    for (auto& f : h) s_.Post(f);
+  }
+  Scheduler& s_;
+  std::string name = "Chef's Knife";
+  bool down = false;
+  bool hold = false;
+  std::vector<std::string> paths;
+  std::vector<std::function<void()>> held;
+};
+
+class MobileBffTest : public ::testing::Test {
+ protected:
+  MobileBffTest() : catalog_(sched_), minter_("test-secret"), clients_(catalog_, minter_, sched_), front_({}, sched_) {
+    config_.mobile.max_age_s = 10;
+    config_.mobile.stale_while_revalidate_s = 60;
+    config_.mobile.stale_if_error_s = 600;
+    auto tokens = AccessTokenValidator::Create({}, [](AccessTokenValidator::JwksCallback cb) { cb(Unavailable("no keys in this test")); }, sched_);
+    mobile_ = std::make_unique<MobileBff>(config_, clients_, sched_, tokens);
+    mobile_->Register(front_);
+  }
+
+  HttpResponse Get(const std::string& path, const std::string& if_none_match = "") {
+    HttpRequest r;
+    r.path = path;
+    if (!if_none_match.empty()) r.headers.Set("If-None-Match", if_none_match);
+    std::optional<HttpResponse> out;
+    front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
+    sched_.RunReady();
+    EXPECT_TRUE(out.has_value());
+    return out.value_or(HttpResponse{});
+  }
+
+  ManualScheduler sched_;
+  ScriptedCatalog catalog_;
+  CredentialMinter minter_;
+  DownstreamClients clients_;
+  ApiFront front_;
+  Config config_;
+  std::unique_ptr<MobileBff> mobile_;
+};
+
+TEST_F(MobileBffTest, ShapesExactlyTheAllowedFields) {
+  HttpResponse r = Get("/mobile/v1/products/SKU-10001");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, R"({"id":"SKU-10001","name":"Chef's Knife","price":"9.99","currency":"EUR","thumbnail_url":"https://img/t.jpg"})");
+  EXPECT_EQ(r.headers.Get("Cache-Control"), "public, max-age=10, stale-while-revalidate=60");
+}
+
+TEST_F(MobileBffTest, FreshHitsDoNotCallTheCatalog) {
+  Get("/mobile/v1/products/SKU-10001");
+  sched_.Advance(seconds(5));
+  HttpResponse r = Get("/mobile/v1/products/SKU-10001");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.headers.Get("Age"), "5");
+  EXPECT_EQ(catalog_.paths.size(), 1u);
+  EXPECT_EQ(mobile_->cache().stats().hits, 1u);
+  EXPECT_EQ(mobile_->cache().stats().misses, 1u);
+}
+
+TEST_F(MobileBffTest, StaleCopyIsServedWhileExactlyOneBackgroundRefreshRuns) {
+  HttpResponse first = Get("/mobile/v1/products/SKU-10001");
+  ASSERT_EQ(first.status, 200);
+  sched_.Advance(seconds(11));  // past max-age, inside stale-while-revalidate
+  catalog_.name = "Chef's Knife, new edition";
+  catalog_.hold = true;
+  for (int i = 0; i < 10; ++i) {
+    HttpResponse r = Get("/mobile/v1/products/SKU-10001");
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body, first.body) << "the stale copy must be served at once";
+    EXPECT_NE(r.headers.Get("Server-Timing").find("cache;desc=stale"), std::string_view::npos);
+  }
+  EXPECT_EQ(catalog_.paths.size(), 2u) << "one refresh per key at a time";
+  catalog_.Release();
+  sched_.RunReady();
+  HttpResponse fresh = Get("/mobile/v1/products/SKU-10001");
+  EXPECT_NE(fresh.body.find("new edition"), std::string::npos);
+  EXPECT_NE(fresh.headers.Get("ETag"), first.headers.Get("ETag"));
+  EXPECT_EQ(catalog_.paths.size(), 2u);
+}
+
+TEST_F(MobileBffTest, IfNoneMatchGives304WithoutBody) {
+  HttpResponse first = Get("/mobile/v1/products/SKU-10001");
+  HttpResponse again = Get("/mobile/v1/products/SKU-10001", std::string(first.headers.Get("ETag")));
+  EXPECT_EQ(again.status, 304);
+  EXPECT_TRUE(again.body.empty());
+  HttpResponse other = Get("/mobile/v1/products/SKU-10001", "\"something-else\"");
+  EXPECT_EQ(other.status, 200);
+}
+
+TEST_F(MobileBffTest, CatalogFailureServesExpiredCopyWithWarningElse503) {
+  HttpResponse first = Get("/mobile/v1/products/SKU-10001");
+  sched_.Advance(seconds(10 + 60 + 1));  // beyond stale-while-revalidate: a miss that asks the catalog
+  catalog_.down = true;
+  HttpResponse r = Get("/mobile/v1/products/SKU-10001");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, first.body);
+  EXPECT_EQ(r.headers.Get("Warning"), "110 - \"Response is Stale\"");
+  EXPECT_EQ(r.headers.Get("Age"), "71");
+  EXPECT_EQ(mobile_->cache().stats().stale_on_error, 1u);
+
+  sched_.Advance(seconds(600));  // beyond stale-if-error: nothing may stand in any more
+  HttpResponse gone = Get("/mobile/v1/products/SKU-10001");
+  EXPECT_EQ(gone.status, 503);
+  EXPECT_EQ(gone.headers.Get("Retry-After"), "5");
+}
+
+TEST_F(MobileBffTest, CartWithoutUsableTokenIs401Or503WithoutTouchingTheCart) {
+  HttpRequest r;
+  r.method = "POST";
+  r.path = "/mobile/v1/cart/items";
+  r.headers.Set("Content-Type", "application/json");
+  r.body = R"({"sku":"SKU-10001","qty":1})";
+  std::optional<HttpResponse> out;
+  front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
+  sched_.RunReady();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->status, 401);
+  r.headers.Set("Authorization", "Bearer a.b.c");
+  out.reset();
+  front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
+  sched_.RunReady();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_TRUE(out->status == 401 || out->status == 503) << out->status;
+  for (auto& p : catalog_.paths) EXPECT_EQ(p.find("/cart/"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bff

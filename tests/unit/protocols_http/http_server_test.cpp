@@ -1,0 +1,621 @@
+// Tests for the cpp-httplib HTTP front over real loopback sockets.
+#include "protocols/http/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/test_support.h"
+
+namespace bff {
+namespace {
+
+namespace http = boost::beast::http;
+using namespace std::chrono_literals;
+using bff::testing::WaitFor;
+
+// Every read has a deadline, so a server bug fails a test instead of hanging it.
+constexpr int kIoTimeoutMs = 10000;
+constexpr int kConcurrentClients = 128;
+
+struct Reply {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // lower-case names
+  std::string body;
+
+  bool Has(const std::string& name) const { return headers.count(name) > 0; }
+  std::string Header(const std::string& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? std::string() : it->second;
+  }
+};
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// A blocking loopback client speaking raw bytes, parsing answers with Beast.
+class Connection {
+ public:
+  explicit Connection(uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~Connection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  bool connected() const { return connected_; }
+
+  bool Send(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads one response; nullopt on timeout, error or a connection closed before a complete answer.
+  std::optional<Reply> Read(bool head_request = false) {
+    http::response_parser<http::string_body> parser;
+    parser.eager(true);
+    if (head_request) parser.skip(true);
+    for (;;) {
+      if (!pending_.empty()) {
+        boost::beast::error_code ec;
+        size_t used = parser.put(boost::asio::buffer(pending_), ec);
+        pending_.erase(0, used);
+        if (ec && ec != http::error::need_more) return std::nullopt;
+        if (parser.is_done()) break;
+        if (!ec && used > 0) continue;
+      }
+      if (!Receive()) {
+        if (!parser.got_some()) return std::nullopt;
+        boost::beast::error_code ec;
+        parser.put_eof(ec);
+        if (ec || !parser.is_done()) return std::nullopt;
+        break;
+      }
+    }
+    Reply reply;
+    const auto& msg = parser.get();
+    reply.status = static_cast<int>(msg.result_int());
+    for (const auto& field : msg) {
+      std::string name = Lower(std::string(field.name_string()));
+      std::string value(field.value());
+      auto [it, inserted] = reply.headers.emplace(name, value);
+      if (!inserted) it->second += ", " + value;
+    }
+    reply.body = msg.body();
+    return reply;
+  }
+
+  // True once the server has closed its side (EOF) within the deadline.
+  bool WaitClosed() {
+    while (Receive()) pending_.clear();
+    return closed_;
+  }
+
+ private:
+  bool Receive() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, kIoTimeoutMs) <= 0) return false;
+    char buf[16384];
+    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
+    if (n <= 0) {
+      closed_ = n == 0;
+      return false;
+    }
+    pending_.append(buf, static_cast<size_t>(n));
+    return true;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  bool closed_ = false;
+  std::string pending_;
+};
+
+std::string Get(const std::string& target, const std::string& extra_headers = {}) {
+  return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra_headers + "\r\n";
+}
+
+std::optional<Reply> RoundTrip(uint16_t port, const std::string& request, bool head_request = false) {
+  Connection c(port);
+  if (!c.connected() || !c.Send(request)) return std::nullopt;
+  return c.Read(head_request);
+}
+
+HttpServerOptions TestOptions() {
+  HttpServerOptions o;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.threads = 8;
+  return o;
+}
+
+std::unique_ptr<HttpServer> MustStart(HttpServerOptions options, HttpAsyncHandler handler) {
+  auto server = HttpServer::Start(std::move(options), std::move(handler));
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  return server.ok() ? std::move(server).value() : nullptr;
+}
+
+HttpAsyncHandler Echo(const std::string& body = "ok") {
+  return [body](HttpRequest, std::function<void(HttpResponse)> respond) {
+    HttpResponse r;
+    r.headers.Set("Content-Type", "text/plain");
+    r.body = body;
+    respond(std::move(r));
+  };
+}
+
+// The error body and the headers every error this adapter produces itself must carry.
+void ExpectJsonError(const Reply& reply, int status, const std::string& code) {
+  EXPECT_EQ(reply.status, status);
+  EXPECT_EQ(reply.Header("content-type"), "application/json");
+  auto body = nlohmann::json::parse(reply.body, nullptr, false);
+  ASSERT_FALSE(body.is_discarded()) << reply.body;
+  EXPECT_EQ(body["error"]["code"], code) << reply.body;
+  EXPECT_TRUE(body["error"]["message"].is_string()) << reply.body;
+  std::string trace_id = body["error"]["trace_id"].get<std::string>();
+  EXPECT_TRUE(std::regex_match(trace_id, std::regex("[0-9a-f]{32}"))) << trace_id;
+  EXPECT_TRUE(std::regex_match(reply.Header("traceparent"), std::regex("00-" + trace_id + "-[0-9a-f]{16}-[0-9a-f]{2}")))
+      << reply.Header("traceparent");
+  EXPECT_TRUE(std::regex_match(reply.Header("server-timing"), std::regex("total;dur=[0-9]+")))
+      << reply.Header("server-timing");
+}
+
+// Holds answers the test gives later, from its own thread.
+class HeldRequests {
+ public:
+  HttpAsyncHandler Handler() {
+    return [this](HttpRequest req, std::function<void(HttpResponse)> respond) {
+      std::lock_guard lock(mu_);
+      held_.push_back({std::move(req), std::move(respond)});
+    };
+  }
+  size_t count() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  std::function<void(HttpResponse)> respond(size_t i) {
+    std::lock_guard lock(mu_);
+    return held_.at(i).second;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<HttpRequest, std::function<void(HttpResponse)>>> held_;
+};
+
+TEST(HttpServerTest, RoundTripCarriesMethodPathRawQueryHeadersAndBody) {
+  std::mutex mu;
+  std::optional<HttpRequest> seen;
+  auto server = MustStart(TestOptions(), [&](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    {
+      std::lock_guard lock(mu);
+      seen = req;
+    }
+    HttpResponse r;
+    r.status = 201;
+    r.headers.Set("Content-Type", "application/json");
+    r.headers.Set("X-Reply", "yes");
+    r.headers.Set("Content-Length", "999");  // framing is the server's business, not the handler's
+    r.body = R"({"made":true})";
+    respond(std::move(r));
+  });
+  ASSERT_TRUE(server);
+
+  auto reply = RoundTrip(server->port(),
+                         "POST /a%20b/c?x=1&y=%2Fz&x=2 HTTP/1.1\r\nHost: test\r\nX-Test: value\r\n"
+                         "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 201);
+  EXPECT_EQ(reply->Header("x-reply"), "yes");
+  EXPECT_EQ(reply->Header("content-type"), "application/json");
+  EXPECT_EQ(reply->Header("content-length"), "13");
+  EXPECT_EQ(reply->body, R"({"made":true})");
+
+  std::lock_guard lock(mu);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->method, "POST");
+  EXPECT_EQ(seen->path, "/a b/c");
+  EXPECT_EQ(seen->query, "x=1&y=%2Fz&x=2");
+  EXPECT_EQ(seen->QueryParam("y"), "/z");
+  EXPECT_EQ(seen->headers.Get("x-test"), "value");
+  EXPECT_EQ(seen->headers.Get("host"), "test");
+  EXPECT_FALSE(seen->headers.Has("REMOTE_ADDR"));
+  EXPECT_FALSE(seen->headers.Has("LOCAL_PORT"));
+  EXPECT_EQ(seen->body, "hello");
+}
+
+TEST(HttpServerTest, EveryMethodReachesTheHandler) {
+  std::mutex mu;
+  std::vector<std::string> methods;
+  auto server = MustStart(TestOptions(), [&](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    {
+      std::lock_guard lock(mu);
+      methods.push_back(req.method);
+    }
+    respond(HttpResponse::Json(200, "{}"));
+  });
+  ASSERT_TRUE(server);
+  for (std::string m : {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    std::string body = m == "GET" || m == "OPTIONS" ? "" : "Content-Length: 2\r\n\r\n{}";
+    std::string request = m + " /x HTTP/1.1\r\nHost: t\r\n" + (body.empty() ? "\r\n" : body);
+    auto reply = RoundTrip(server->port(), request);
+    ASSERT_TRUE(reply) << m;
+    EXPECT_EQ(reply->status, 200) << m;
+  }
+  std::lock_guard lock(mu);
+  EXPECT_EQ(methods, (std::vector<std::string>{"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}));
+}
+
+TEST(HttpServerTest, HeadGetsHeadersWithoutBody) {
+  std::string seen_method;
+  auto server = MustStart(TestOptions(), [&](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    seen_method = req.method;
+    respond(HttpResponse::Json(200, R"({"a":1})"));
+  });
+  ASSERT_TRUE(server);
+  Connection c(server->port());
+  ASSERT_TRUE(c.Send("HEAD /p HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto head = c.Read(/*head_request=*/true);
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->Header("content-length"), "7");
+  EXPECT_FALSE(head->Has("accept-ranges"));
+  // The next answer on the connection parses cleanly only if the HEAD answer carried no body bytes.
+  ASSERT_TRUE(c.Send(Get("/p")));
+  auto get = c.Read();
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->body, R"({"a":1})");
+}
+
+TEST(HttpServerTest, NotModifiedAndNoContentCarryNoBodyAndNoLength) {
+  auto server = MustStart(TestOptions(), [](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    HttpResponse r;
+    r.status = req.path == "/etag" ? 304 : 204;
+    r.headers.Set("ETag", "\"abc\"");
+    r.headers.Set("Cache-Control", "public, max-age=60");
+    respond(std::move(r));
+  });
+  ASSERT_TRUE(server);
+  Connection c(server->port());
+  ASSERT_TRUE(c.Send(Get("/etag", "If-None-Match: \"abc\"\r\n")));
+  auto not_modified = c.Read();
+  ASSERT_TRUE(not_modified);
+  EXPECT_EQ(not_modified->status, 304);
+  EXPECT_EQ(not_modified->Header("etag"), "\"abc\"");
+  EXPECT_EQ(not_modified->Header("cache-control"), "public, max-age=60");
+  EXPECT_FALSE(not_modified->Has("content-length"));
+  EXPECT_TRUE(not_modified->body.empty());
+  ASSERT_TRUE(c.Send(Get("/empty")));
+  auto no_content = c.Read();
+  ASSERT_TRUE(no_content);
+  EXPECT_EQ(no_content->status, 204);
+  EXPECT_FALSE(no_content->Has("content-length"));
+}
+
+TEST(HttpServerTest, HandlerErrorsPassThroughUntouched) {
+  auto server = MustStart(TestOptions(), [](HttpRequest, std::function<void(HttpResponse)> respond) {
+    respond(HttpResponse::Json(404, R"({"error":{"code":"not_found","message":"no sku","trace_id":"t"}})"));
+  });
+  ASSERT_TRUE(server);
+  auto reply = RoundTrip(server->port(), Get("/mobile/v1/products/NOPE"));
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 404);
+  EXPECT_EQ(reply->body, R"({"error":{"code":"not_found","message":"no sku","trace_id":"t"}})");
+}
+
+TEST(HttpServerTest, AsyncHandlerAnswersFromAnotherThread) {
+  HeldRequests held;
+  auto server = MustStart(TestOptions(), held.Handler());
+  ASSERT_TRUE(server);
+  auto reply = std::async(std::launch::async, [&] { return RoundTrip(server->port(), Get("/later")); });
+  ASSERT_TRUE(WaitFor([&] { return held.count() == 1; }));
+  EXPECT_EQ(server->in_flight(), 1u);
+  held.respond(0)(HttpResponse::Json(200, R"({"from":"elsewhere"})"));
+  auto r = reply.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, R"({"from":"elsewhere"})");
+  EXPECT_TRUE(WaitFor([&] { return server->in_flight() == 0; }));
+}
+
+TEST(HttpServerTest, HandlerThatNeverAnswersGets504Json) {
+  HeldRequests held;
+  auto options = TestOptions();
+  options.handler_timeout = 200ms;
+  auto server = MustStart(options, held.Handler());
+  ASSERT_TRUE(server);
+  auto reply = RoundTrip(server->port(), Get("/slow", "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"));
+  ASSERT_TRUE(reply);
+  ExpectJsonError(*reply, 504, "deadline_exceeded");
+  // The caller's trace continues in the error.
+  EXPECT_EQ(nlohmann::json::parse(reply->body)["error"]["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(server->handler_timeouts(), 1u);
+  EXPECT_EQ(server->in_flight(), 0u);
+  // A late answer lands nowhere and breaks nothing.
+  ASSERT_EQ(held.count(), 1u);
+  held.respond(0)(HttpResponse::Json(200, "{}"));
+  auto next = RoundTrip(server->port(), Get("/slow"));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 504);
+}
+
+TEST(HttpServerTest, HandlerThatThrowsGets500Json) {
+  auto server = MustStart(TestOptions(), [](HttpRequest, std::function<void(HttpResponse)>) {
+    throw std::runtime_error("secret detail");
+  });
+  ASSERT_TRUE(server);
+  auto reply = RoundTrip(server->port(), Get("/boom"));
+  ASSERT_TRUE(reply);
+  ExpectJsonError(*reply, 500, "internal");
+  EXPECT_EQ(reply->body.find("secret"), std::string::npos);
+  EXPECT_EQ(server->in_flight(), 0u);
+}
+
+TEST(HttpServerTest, BodyOverTheLimitGets413JsonWithoutReachingTheHandler) {
+  std::atomic<int> calls{0};
+  auto options = TestOptions();
+  options.max_body_bytes = 16;
+  auto server = MustStart(options, [&](HttpRequest, std::function<void(HttpResponse)> respond) {
+    ++calls;
+    respond(HttpResponse::Json(200, "{}"));
+  });
+  ASSERT_TRUE(server);
+  std::string body(100, 'x');
+  auto reply = RoundTrip(server->port(), "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + body);
+  ASSERT_TRUE(reply);
+  ExpectJsonError(*reply, 413, "payload_too_large");
+  EXPECT_EQ(reply->Header("server-timing"), "total;dur=0");
+  EXPECT_EQ(calls.load(), 0);
+
+  auto small = RoundTrip(server->port(), "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 16\r\n\r\n" + body.substr(0, 16));
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->status, 200);
+  EXPECT_EQ(calls.load(), 1);
+}
+
+TEST(HttpServerTest, MalformedRequestsGet400Json) {
+  std::atomic<int> calls{0};
+  auto server = MustStart(TestOptions(), [&](HttpRequest, std::function<void(HttpResponse)> respond) {
+    ++calls;
+    respond(HttpResponse::Json(200, "{}"));
+  });
+  ASSERT_TRUE(server);
+  for (std::string bad : {"GARBAGE\r\n\r\n", "GET /x HTTP/9.9\r\n\r\n", "TRACE /x HTTP/1.1\r\nHost: t\r\n\r\n"}) {
+    auto reply = RoundTrip(server->port(), bad);
+    ASSERT_TRUE(reply) << bad;
+    ExpectJsonError(*reply, 400, "bad_request");
+  }
+  EXPECT_EQ(calls.load(), 0);
+}
+
+TEST(HttpServerTest, RangeHeadersAreIgnored) {
+  auto server = MustStart(TestOptions(), Echo("0123456789"));
+  ASSERT_TRUE(server);
+  auto reply = RoundTrip(server->port(), Get("/r", "Range: bytes=2-4\r\n"));
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->body, "0123456789");
+  EXPECT_FALSE(reply->Has("content-range"));
+}
+
+TEST(HttpServerTest, OnlyLargeBodiesAreCompressedAndThenVaryOnEncoding) {
+  const std::string large = "{\"pad\":\"" + std::string(4096, 'a') + "\"}";
+  auto server = MustStart(TestOptions(), [&](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    respond(HttpResponse::Json(200, req.path == "/large" ? large : R"({"small":true})"));
+  });
+  ASSERT_TRUE(server);
+  auto small = RoundTrip(server->port(), Get("/small", "Accept-Encoding: gzip\r\n"));
+  ASSERT_TRUE(small);
+  EXPECT_FALSE(small->Has("content-encoding"));
+  EXPECT_EQ(small->body, R"({"small":true})");
+
+  auto big = RoundTrip(server->port(), Get("/large", "Accept-Encoding: gzip\r\n"));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->Header("content-encoding"), "gzip");
+  EXPECT_EQ(Lower(big->Header("vary")), "accept-encoding");
+  EXPECT_LT(big->body.size(), large.size());
+
+  auto identity = RoundTrip(server->port(), Get("/large"));
+  ASSERT_TRUE(identity);
+  EXPECT_FALSE(identity->Has("content-encoding"));
+  EXPECT_EQ(identity->body, large);
+}
+
+TEST(HttpServerTest, KeepAliveConnectionServesManyRequests) {
+  std::atomic<int> calls{0};
+  auto server = MustStart(TestOptions(), [&](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    ++calls;
+    respond(HttpResponse::Json(200, "{\"path\":\"" + req.path + "\"}"));
+  });
+  ASSERT_TRUE(server);
+  Connection c(server->port());
+  ASSERT_TRUE(c.connected());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(c.Send(Get("/k" + std::to_string(i))));
+    auto reply = c.Read();
+    ASSERT_TRUE(reply) << i;
+    EXPECT_EQ(reply->status, 200);
+    EXPECT_EQ(reply->body, "{\"path\":\"/k" + std::to_string(i) + "\"}");
+    EXPECT_NE(Lower(reply->Header("connection")), "close");
+  }
+  EXPECT_EQ(calls.load(), 3);
+}
+
+TEST(HttpServerTest, KeepAliveEndsAfterTheConfiguredRequestCount) {
+  auto options = TestOptions();
+  options.keep_alive_max_requests = 2;
+  auto server = MustStart(options, Echo());
+  ASSERT_TRUE(server);
+  Connection c(server->port());
+  // One request at a time: httplib 0.11 drops pipelined bytes it buffered past the first request.
+  ASSERT_TRUE(c.Send(Get("/1")));
+  auto first = c.Read();
+  ASSERT_TRUE(c.Send(Get("/2")));
+  auto second = c.Read();
+  ASSERT_TRUE(first && second);
+  EXPECT_NE(Lower(first->Header("connection")), "close");
+  EXPECT_EQ(Lower(second->Header("connection")), "close");
+  EXPECT_TRUE(c.WaitClosed());
+}
+
+TEST(HttpServerTest, PortHeldByAnotherSocketFailsNamingTheAddress) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  uint16_t port = ntohs(addr.sin_port);
+
+  auto options = TestOptions();
+  options.port = port;
+  auto server = HttpServer::Start(options, Echo());
+  ::close(fd);
+  ASSERT_FALSE(server.ok());
+  EXPECT_NE(server.status().message().find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << server.status().message();
+}
+
+TEST(HttpServerTest, SecondServerOnTheSamePortFails) {
+  auto first = MustStart(TestOptions(), Echo("first"));
+  ASSERT_TRUE(first);
+  auto options = TestOptions();
+  options.port = first->port();
+  auto second = HttpServer::Start(options, Echo("second"));
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("127.0.0.1:" + std::to_string(first->port())), std::string::npos);
+  auto reply = RoundTrip(first->port(), Get("/"));
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->body, "first");
+}
+
+// The listen queue as the kernel reports it (ss's Send-Q for a listening socket), or -1 when ss is missing.
+int ListenBacklogOf(uint16_t port) {
+  std::string cmd = "ss -Hltn 'sport = :" + std::to_string(port) + "' 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  char line[512] = {};
+  std::string out;
+  while (std::fgets(line, sizeof(line), p) != nullptr) out += line;
+  ::pclose(p);
+  char state[32] = {};
+  int recv_q = 0, send_q = -1;
+  if (std::sscanf(out.c_str(), "%31s %d %d", state, &recv_q, &send_q) != 3) return -1;
+  return send_q;
+}
+
+int SoMaxConn() {
+  std::ifstream f("/proc/sys/net/core/somaxconn");
+  int v = 0;
+  f >> v;
+  return v;
+}
+
+TEST(HttpServerTest, ListenBacklogIsRaisedFromLibraryDefault) {
+  auto options = TestOptions();
+  options.listen_backlog = 512;
+  auto server = MustStart(options, Echo());
+  ASSERT_TRUE(server);
+  int backlog = ListenBacklogOf(server->port());
+  if (backlog < 0) GTEST_SKIP() << "ss (iproute2) not available";
+  EXPECT_EQ(backlog, std::min(512, SoMaxConn()));
+}
+
+TEST(HttpServerTest, ManyClientsConnectingAtOnceAreAllServed) {
+  auto options = TestOptions();
+  options.threads = 16;  // fewer workers than clients: connections queue, none is lost
+  std::atomic<int> calls{0};
+  auto server = MustStart(options, [&](HttpRequest, std::function<void(HttpResponse)> respond) {
+    ++calls;
+    respond(HttpResponse::Json(200, "{}"));
+  });
+  ASSERT_TRUE(server);
+  std::vector<std::unique_ptr<Connection>> clients;
+  for (int i = 0; i < kConcurrentClients; ++i) clients.push_back(std::make_unique<Connection>(server->port()));
+  for (auto& c : clients) {
+    ASSERT_TRUE(c->connected());
+    ASSERT_TRUE(c->Send(Get("/burst", "Connection: close\r\n")));
+  }
+  int ok = 0;
+  for (auto& c : clients) {
+    auto reply = c->Read();
+    if (reply && reply->status == 200) ++ok;
+  }
+  EXPECT_EQ(ok, kConcurrentClients);
+  EXPECT_EQ(calls.load(), kConcurrentClients);
+}
+
+TEST(HttpServerTest, StopLetsTheRequestInFlightFinishAndRefusesNewConnections) {
+  HeldRequests held;
+  auto server = MustStart(TestOptions(), held.Handler());
+  ASSERT_TRUE(server);
+  const uint16_t port = server->port();
+  auto reply = std::async(std::launch::async, [&] { return RoundTrip(port, Get("/inflight")); });
+  ASSERT_TRUE(WaitFor([&] { return held.count() == 1; }));
+
+  auto stopped = std::async(std::launch::async, [&] { server->Stop(); });
+  EXPECT_TRUE(WaitFor([&] { return !Connection(port).connected(); })) << "still accepting after Stop()";
+  EXPECT_NE(stopped.wait_for(0s), std::future_status::ready) << "Stop() returned with a request in flight";
+
+  held.respond(0)(HttpResponse::Json(200, R"({"finished":true})"));
+  auto r = reply.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, R"({"finished":true})");
+  ASSERT_EQ(stopped.wait_for(10s), std::future_status::ready);
+  server->Stop();  // idempotent
+}
+
+TEST(HttpServerTest, StopRightAfterStartAndDestructionAreClean) {
+  for (int i = 0; i < 20; ++i) {
+    auto server = MustStart(TestOptions(), Echo());
+    ASSERT_TRUE(server);
+    if (i % 2 == 0) server->Stop();
+  }
+}
+
+TEST(HttpServerTest, RejectsInvalidOptions) {
+  auto options = TestOptions();
+  options.threads = 0;
+  EXPECT_FALSE(HttpServer::Start(options, Echo()).ok());
+  EXPECT_FALSE(HttpServer::Start(TestOptions(), nullptr).ok());
+}
+
+}  // namespace
+}  // namespace bff

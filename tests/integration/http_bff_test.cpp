@@ -550,7 +550,7 @@ TEST_F(HttpBffTest, CurlSeesTheContract) {
 // Embedded domain: walk every endpoint over every seeded sku; internal fields never leave bffd.
 TEST(HttpBffLeakTest, NoResponseEverCarriesInternalFields) {
   TempDir dir;
-  std::ofstream(dir.path() + "/bffd.toml") << "[iot]\ndemo_fleet = 0\n[domain]\npassword_iterations = 1000\n";
+  std::ofstream(dir.path() + "/bffd.toml") << "[iot]\ndemo_fleet = 0\n[domain]\npassword_iterations = 1000\n[web]\ncookie_secure = false\n";
   BffdProcess bffd(dir.path(), {"--config", dir.path() + "/bffd.toml"});
   ASSERT_TRUE(bffd.ready()) << bffd.process().Stderr();
   TestHttpClient http;
@@ -560,6 +560,31 @@ TEST(HttpBffLeakTest, NoResponseEverCarriesInternalFields) {
     EXPECT_EQ(r->body.find("wholesale_cost"), std::string::npos) << what;
     EXPECT_EQ(r->body.find("margin_pct"), std::string::npos) << what;
   };
+  // The cart, token and session endpoints too, for a sample of skus.
+  auto login = http.Send(bffd.http_url(), Req("POST", "/web/v1/session", R"({"username":"alice","password":"demo-alice"})"));
+  ASSERT_TRUE(login.ok());
+  ASSERT_EQ(login->status, 201);
+  EXPECT_EQ(login->body.find("wholesale_cost"), std::string::npos);
+  std::string set_cookie(login->headers.Get("Set-Cookie"));
+  std::string cookie = set_cookie.substr(0, set_cookie.find(';'));
+  std::string csrf = Body(*login)["csrf_token"];
+  HttpRequest me = Req("GET", "/web/v1/me");
+  me.headers.Set("Cookie", cookie);
+  check(http.Send(bffd.http_url(), me), "me");
+  auto token = http.Send(bffd.http_url(), Req("POST", "/mobile/v1/auth/token", R"({"grant_type":"password","username":"bob","password":"demo-bob"})"));
+  check(token, "token");
+  std::string access = Body(*token)["access_token"];
+  for (int i = 0; i < kSeedProductCount; i += 97) {
+    if (IsOutOfStockSkuIndex(i)) continue;
+    std::string body = json{{"sku", SeedSku(i)}, {"qty", 1}}.dump();
+    HttpRequest web = Req("POST", "/web/v1/cart/items", body);
+    web.headers.Set("Cookie", cookie);
+    web.headers.Set("X-CSRF-Token", csrf);
+    check(http.Send(bffd.http_url(), web), "web cart " + SeedSku(i));
+    HttpRequest mob = Req("POST", "/mobile/v1/cart/items", body);
+    mob.headers.Set("Authorization", "Bearer " + access);
+    check(http.Send(bffd.http_url(), mob), "mobile cart " + SeedSku(i));
+  }
   std::string batch;
   for (int i = 0; i < kSeedProductCount; ++i) {
     std::string sku = SeedSku(i);

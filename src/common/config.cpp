@@ -192,6 +192,8 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
   if (auto* t = r.Table(root, "", "iot")) {
     r.Int(*t, "iot", "demo_fleet", &c.iot.demo_fleet);
     r.Int(*t, "iot", "stock_freshness_s", &c.iot.stock_freshness_s);
+    r.Int(*t, "iot", "max_payload_bytes", &c.iot.max_payload_bytes);
+    r.Int(*t, "iot", "inventory_timeout_ms", &c.iot.inventory_timeout_ms);
     r.RejectUnknown(*t, "iot");
   }
   r.RejectUnknown(root, "");
@@ -326,6 +328,8 @@ Status ValidateConfig(const Config& c) {
   check(CheckRange("security.credential_ttl_s", c.security.credential_ttl_s, 5, 3600));
   check(CheckRange("iot.demo_fleet", c.iot.demo_fleet, 0, 100000));
   check(CheckRange("iot.stock_freshness_s", c.iot.stock_freshness_s, 0, 86400));
+  check(CheckRange("iot.max_payload_bytes", c.iot.max_payload_bytes, 64, 65536));
+  check(CheckRange("iot.inventory_timeout_ms", c.iot.inventory_timeout_ms, 1, 600000));
   if (c.data_dir.empty()) check(InvalidArgument("data_dir: must not be empty"));
   static const std::set<std::string> kLevels = {"debug", "info", "warn", "error"};
   if (!kLevels.count(c.log_level)) check(InvalidArgument("log_level: expected debug, info, warn or error, got '" + c.log_level + "'"));

@@ -67,6 +67,8 @@ struct Config {
   struct Iot {
     int demo_fleet = 1000;        // demo device keys provisioned at first start (0 = none)
     int stock_freshness_s = 300;  // how long shelf stock flags are cached for devices
+    int max_payload_bytes = 1024;  // larger device payloads are refused (4.13 / error map)
+    int inventory_timeout_ms = 2000;
   } iot;
   std::string data_dir = "data";
   std::string log_level = "info";

@@ -1,0 +1,272 @@
+// IoT BFF rules: admission (key, shelf, rate), telemetry acknowledged only after inventory accepted it,
+// stock flags cached per shelf and invalidated by readings, observers told of changes.
+#include "clients/iot/iot_bff.h"
+
+#include "common/log.h"
+#include "protocols/msgpack/iot_codec.h"
+#include "security/input_validation.h"
+
+namespace bff {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kInventoryRetryAfterS = 30;
+
+}  // namespace
+
+std::string_view IotTransportName(IotTransport t) {
+  switch (t) {
+    case IotTransport::kMqtt: return "mqtt";
+    case IotTransport::kCoap: return "coap";
+    case IotTransport::kCoaps: return "coaps";
+  }
+  return "unknown";
+}
+
+IotBff::IotBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, KeyRegistry& keys, RateLimiter& limiter)
+    : options_(config.iot),
+      max_payload_bytes_(static_cast<size_t>(config.iot.max_payload_bytes)),
+      inventory_timeout_(milliseconds(config.iot.inventory_timeout_ms)),
+      clients_(clients),
+      scheduler_(scheduler),
+      keys_(keys),
+      limiter_(limiter) {}
+
+IotReply IotBff::Error(StatusCode code, const std::string& message, int retry_after_s) {
+  IotReply r;
+  r.code = code;
+  r.retry_after_s = retry_after_s;
+  r.payload = EncodeError(CoapCodeFor(code), message, retry_after_s);
+  return r;
+}
+
+RequestContext IotBff::ContextFor(const IotCaller& caller, const std::string& device_id) const {
+  RequestContext ctx;
+  ctx.trace = caller.trace.valid() ? caller.trace : TraceContext::NewRoot();
+  ctx.subject = device_id;
+  ctx.client = "iot";
+  ctx.deadline = scheduler_.Now() + inventory_timeout_;
+  return ctx;
+}
+
+StatusOr<ApiKeyRecord> IotBff::Authenticate(const std::string& device_id, const std::string& key) {
+  if (!IsValidId(device_id)) return Unauthenticated("unknown device or wrong key");
+  return keys_.Verify(device_id, key);
+}
+
+StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string& device_id, const std::string& key,
+                                     IotReply* error) {
+  auto record = Authenticate(device_id, key);
+  if (!record.ok()) {
+    counters_.auth_failures.fetch_add(1);
+    log::Info("iot: key refused", {{"device", device_id}, {"transport", IotTransportName(caller.transport)}},
+              caller.trace.trace_id);
+    *error = Error(StatusCode::kUnauthenticated, "unknown device or wrong key");
+    return record.status();
+  }
+  RateDecision d = limiter_.Acquire(device_id, record->rate_per_s, record->burst);
+  if (!d.allowed) {
+    counters_.rate_limited.fetch_add(1);
+    *error = Error(StatusCode::kResourceExhausted, "rate limited", d.retry_after_s);
+    return Status(StatusCode::kResourceExhausted, "rate limited");
+  }
+  return record;
+}
+
+void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::function<void(IotReply)> done) {
+  counters_.telemetry_received.fetch_add(1);
+  auto reject = [this, &done](IotReply r) {
+    counters_.telemetry_rejected.fetch_add(1);
+    done(std::move(r));
+  };
+  auto t = DecodeTelemetry(payload, max_payload_bytes_);
+  if (!t.ok()) {
+    counters_.bad_payloads.fetch_add(1);
+    return reject(Error(t.status().code(), t.status().message()));
+  }
+  // The transport's view of the device wins; a payload naming another device is refused.
+  std::string device = caller.device_id.empty() ? t->device_id : caller.device_id;
+  if (!caller.device_id.empty() && t->device_id != caller.device_id) {
+    counters_.bad_payloads.fetch_add(1);
+    return reject(Error(StatusCode::kPermissionDenied, "payload device does not match the sender"));
+  }
+  std::string key = !caller.api_key.empty() ? caller.api_key : t->api_key;
+  IotReply error;
+  auto record = Admit(caller, device, key, &error);
+  if (!record.ok()) return reject(std::move(error));
+  if (!record->MayRead(t->shelf_id)) {
+    return reject(Error(StatusCode::kPermissionDenied, "shelf " + t->shelf_id + " is not allowed for this device"));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = highest_seq_.find(device);
+    if (it != highest_seq_.end() && t->seq < it->second) {
+      uint64_t last = it->second;
+      // A lower seq than one already accepted is not a retransmission of anything unacknowledged.
+      counters_.bad_payloads.fetch_add(1);
+      IotReply r = Error(StatusCode::kInvalidArgument,
+                         "seq went backwards: " + std::to_string(t->seq) + " after " + std::to_string(last));
+      counters_.telemetry_rejected.fetch_add(1);
+      return done(std::move(r));
+    }
+  }
+
+  json reading = {{"device_id", device}, {"shelf_id", t->shelf_id}, {"seq", t->seq}, {"ts", t->ts}};
+  json slots = json::array();
+  for (auto& [slot, qty] : t->readings) slots.push_back({{"slot", slot}, {"qty", qty}});
+  reading["readings"] = std::move(slots);
+  if (t->battery_pct) reading["battery_pct"] = *t->battery_pct;
+  if (t->temp_decicelsius) reading["temp_c"] = static_cast<double>(*t->temp_decicelsius) / 10.0;
+
+  RequestContext ctx = ContextFor(caller, device);
+  Telemetry tel = std::move(t).value();
+  clients_.inventory().PostShelfReading(
+      ctx, ctx.deadline, reading, [this, ctx, tel, device, done = std::move(done)](StatusOr<json> accepted) {
+        if (!accepted.ok()) {
+          if (accepted.status().code() == StatusCode::kInvalidArgument || accepted.status().code() == StatusCode::kNotFound) {
+            counters_.telemetry_rejected.fetch_add(1);
+            return done(Error(accepted.status().code(), accepted.status().message()));
+          }
+          // Inventory unreachable: no acknowledgement, the device keeps the reading and retries.
+          counters_.telemetry_unacknowledged.fetch_add(1);
+          IotReply r = Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS);
+          r.acknowledge = false;
+          log::Warn("iot: reading not acknowledged", {{"device", device}, {"seq", tel.seq}, {"reason", accepted.status().message()}},
+                    ctx.trace.trace_id);
+          return done(std::move(r));
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          uint64_t& high = highest_seq_[device];
+          if (tel.seq > high) high = tel.seq;
+        }
+        bool changed = accepted->value("changed_skus", json::array()).size() > 0 || !accepted->value("duplicate", false);
+        // The reading may have changed the shelf: fetch its flags fresh, tell observers, answer the device.
+        Flags(ctx, tel.shelf_id, changed, [this, tel, done](StatusOr<std::shared_ptr<const ShelfFlags>> flags) {
+          counters_.telemetry_acknowledged.fetch_add(1);
+          IotReply r;
+          r.seq = tel.seq;
+          if (!flags.ok()) {
+            // Accepted but flags unknown right now: acknowledge without flags.
+            r.flags_changed = false;
+            r.payload = EncodeAck(tel.seq, std::nullopt);
+            return done(std::move(r));
+          }
+          r.version = (*flags)->version;
+          r.flags_changed = !tel.version || *tel.version != (*flags)->version;
+          r.payload = EncodeAck(tel.seq, r.flags_changed ? std::optional<std::string>((*flags)->encoded) : std::nullopt);
+          done(std::move(r));
+        });
+      });
+}
+
+void IotBff::Flags(const RequestContext& ctx, const std::string& shelf_id, bool force_refresh,
+                   std::function<void(StatusOr<std::shared_ptr<const ShelfFlags>>)> done) {
+  std::shared_ptr<const ShelfFlags> cached;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = flags_.find(shelf_id);
+    if (it != flags_.end()) cached = it->second;
+  }
+  Duration freshness = std::chrono::seconds(options_.stock_freshness_s);
+  if (cached && !force_refresh && scheduler_.Now() - cached->fetched_at < freshness) return done(cached);
+  clients_.inventory().GetShelf(ctx, ctx.deadline, shelf_id, [this, shelf_id, done = std::move(done)](StatusOr<json> shelf) {
+    if (!shelf.ok()) return done(shelf.status());
+    auto f = std::make_shared<ShelfFlags>();
+    f->version = shelf->value("version", uint64_t{0});
+    for (const auto& slot : shelf->value("slots", json::array())) {
+      size_t index = slot.value("slot", size_t{0});
+      if (index >= 4096) continue;
+      if (f->in_stock.size() <= index) {
+        f->in_stock.resize(index + 1, false);
+        f->skus.resize(index + 1);
+      }
+      // In stock means at least one item on the slot; low_threshold is for replenishment, not for this bit.
+      f->in_stock[index] = slot.value("qty", int64_t{0}) > 0;
+      f->skus[index] = slot.value("sku", "");
+    }
+    f->encoded = EncodeShelfFlags(f->version, f->in_stock);
+    f->fetched_at = scheduler_.Now();
+    Publish(shelf_id, f);
+    done(std::shared_ptr<const ShelfFlags>(f));
+  });
+}
+
+void IotBff::Publish(const std::string& shelf_id, const std::shared_ptr<const ShelfFlags>& flags) {
+  std::vector<std::function<void(const ShelfFlags&)>> notify;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = flags_[shelf_id];
+    bool changed = !slot || slot->encoded != flags->encoded;
+    slot = flags;
+    if (!changed) return;
+    for (auto& [id, obs] : observers_) {
+      if (obs.first == shelf_id) notify.push_back(obs.second);
+    }
+  }
+  for (auto& n : notify) n(*flags);
+}
+
+uint64_t IotBff::Observe(const std::string& shelf_id, std::function<void(const ShelfFlags&)> on_change) {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t id = next_observer_++;
+  observers_[id] = {shelf_id, std::move(on_change)};
+  return id;
+}
+
+void IotBff::Unobserve(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  observers_.erase(id);
+}
+
+void IotBff::HandleStockQuery(IotCaller caller, std::string payload, std::function<void(IotReply)> done) {
+  counters_.stock_queries.fetch_add(1);
+  auto q = DecodeStockQuery(payload, max_payload_bytes_);
+  if (!q.ok()) {
+    counters_.bad_payloads.fetch_add(1);
+    return done(Error(q.status().code(), q.status().message()));
+  }
+  if (caller.api_key.empty()) caller.api_key = q->api_key;
+  if (!q->shelf_id.empty()) return GetShelfFlags(std::move(caller), q->shelf_id, std::move(done));
+  GetSkuInStock(std::move(caller), q->sku, std::move(done));
+}
+
+void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::function<void(IotReply)> done) {
+  if (!IsValidId(shelf_id)) return done(Error(StatusCode::kInvalidArgument, "bad shelf id"));
+  IotReply error;
+  auto record = Admit(caller, caller.device_id, caller.api_key, &error);
+  if (!record.ok()) return done(std::move(error));
+  if (!record->MayRead(shelf_id)) return done(Error(StatusCode::kPermissionDenied, "shelf " + shelf_id + " is not allowed for this device"));
+  RequestContext ctx = ContextFor(caller, caller.device_id);
+  Flags(ctx, shelf_id, false, [this, done = std::move(done)](StatusOr<std::shared_ptr<const ShelfFlags>> flags) {
+    if (!flags.ok()) {
+      if (flags.status().code() == StatusCode::kNotFound) return done(Error(StatusCode::kNotFound, "no such shelf"));
+      return done(Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS));
+    }
+    IotReply r;
+    r.version = (*flags)->version;
+    r.payload = (*flags)->encoded;
+    done(std::move(r));
+  });
+}
+
+void IotBff::GetSkuInStock(IotCaller caller, const std::string& sku, std::function<void(IotReply)> done) {
+  if (!IsValidId(sku)) return done(Error(StatusCode::kInvalidArgument, "bad sku"));
+  IotReply error;
+  auto record = Admit(caller, caller.device_id, caller.api_key, &error);
+  if (!record.ok()) return done(std::move(error));
+  RequestContext ctx = ContextFor(caller, caller.device_id);
+  clients_.inventory().GetStock(ctx, ctx.deadline, sku, [this, done = std::move(done)](StatusOr<json> stock) {
+    if (!stock.ok()) {
+      if (stock.status().code() == StatusCode::kNotFound) return done(Error(StatusCode::kNotFound, "no such sku"));
+      return done(Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS));
+    }
+    IotReply r;
+    r.version = stock->value("version", uint64_t{0});
+    r.payload = EncodeBool(stock->value("available", int64_t{0}) > 0);
+    done(std::move(r));
+  });
+}
+
+}  // namespace bff

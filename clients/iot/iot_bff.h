@@ -1,0 +1,116 @@
+// The IoT BFF (CONTRACT.md section 4): telemetry and stock questions from shelf sensors, whatever the
+// protocol. MQTT and CoAP adapters (protocols/) turn their messages into these calls and the replies
+// back into their own terms; all rules live here.
+//
+// Telemetry is acknowledged only after inventory accepted it (inventory is idempotent on (device, seq),
+// so a retransmission is harmless); the acknowledgement carries the shelf's stock flags unless the
+// device's "v" is still current. When inventory is unreachable there is no acknowledgement (CoAP 5.03
+// with Max-Age; MQTT: nothing) and the device retries later.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/config.h"
+#include "downstream/clients.h"
+#include "security/key_registry.h"
+#include "security/rate_limiter.h"
+
+namespace bff {
+
+enum class IotTransport { kMqtt, kCoap, kCoaps };
+std::string_view IotTransportName(IotTransport t);
+
+// Who is asking, as far as the transport knows.
+struct IotCaller {
+  IotTransport transport = IotTransport::kMqtt;
+  std::string device_id;     // MQTT: from the topic; CoAPS: the DTLS identity; CoAP: empty (taken from the payload)
+  std::string api_key;       // CoAP: the k= query; CoAPS: the PSK of the handshake; empty when in the payload (MQTT)
+  TraceContext trace;
+};
+
+struct IotReply {
+  StatusCode code = StatusCode::kOk;
+  // Success: the msgpack answer (flags, bool, or MQTT ack). Failure: the error map {"e","m","r"}.
+  std::string payload;
+  bool acknowledge = true;    // false: inventory unreachable, the reading is NOT acknowledged
+  bool flags_changed = true;  // telemetry: false when the device's version is current (empty CoAP body, no "f")
+  uint64_t version = 0;       // shelf stock version (CoAP ETag)
+  int retry_after_s = 0;      // CoAP Max-Age on 4.29 / 5.03, "r" in the error map
+  uint64_t seq = 0;           // telemetry: the seq acknowledged
+};
+
+struct IotCounters {
+  std::atomic<uint64_t> telemetry_received{0};
+  std::atomic<uint64_t> telemetry_acknowledged{0};
+  std::atomic<uint64_t> telemetry_rejected{0};
+  std::atomic<uint64_t> telemetry_unacknowledged{0};  // inventory unreachable
+  std::atomic<uint64_t> stock_queries{0};
+  std::atomic<uint64_t> rate_limited{0};
+  std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> bad_payloads{0};
+};
+
+struct ShelfFlags {
+  uint64_t version = 0;
+  std::vector<bool> in_stock;
+  std::vector<std::string> skus;  // slot → sku
+  std::string encoded;            // EncodeShelfFlags(version, in_stock)
+  TimePoint fetched_at{};
+};
+
+class IotBff {
+ public:
+  IotBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, KeyRegistry& keys, RateLimiter& limiter);
+
+  void HandleTelemetry(IotCaller caller, std::string payload, std::function<void(IotReply)> done);
+  // MQTT stock/get payload: {"k", "sh"} or {"k", "sku"}.
+  void HandleStockQuery(IotCaller caller, std::string payload, std::function<void(IotReply)> done);
+  // CoAP GET /s/{shelf} and GET /p/{sku}: the key comes from the caller.
+  void GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::function<void(IotReply)> done);
+  void GetSkuInStock(IotCaller caller, const std::string& sku, std::function<void(IotReply)> done);
+
+  // Observers of a shelf's flags are called (on a scheduler thread) whenever the flags change, and only then.
+  uint64_t Observe(const std::string& shelf_id, std::function<void(const ShelfFlags&)> on_change);
+  void Unobserve(uint64_t id);
+
+  // Checks a device's key for transports that authenticate first (DTLS): kUnauthenticated otherwise.
+  StatusOr<ApiKeyRecord> Authenticate(const std::string& device_id, const std::string& key);
+
+  const IotCounters& counters() const { return counters_; }
+  size_t max_payload_bytes() const { return max_payload_bytes_; }
+
+ private:
+  // Auth (unless proven), rate limit; the record on success, or a finished error reply.
+  StatusOr<ApiKeyRecord> Admit(const IotCaller& caller, const std::string& device_id, const std::string& key, IotReply* error);
+  // Current flags of a shelf: from the cache while fresh, else from inventory.
+  void Flags(const RequestContext& ctx, const std::string& shelf_id, bool force_refresh,
+             std::function<void(StatusOr<std::shared_ptr<const ShelfFlags>>)> done);
+  void Publish(const std::string& shelf_id, const std::shared_ptr<const ShelfFlags>& flags);
+  IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0);
+  RequestContext ContextFor(const IotCaller& caller, const std::string& device_id) const;
+
+  Config::Iot options_;
+  size_t max_payload_bytes_;
+  Duration inventory_timeout_;
+  DownstreamClients& clients_;
+  Scheduler& scheduler_;
+  KeyRegistry& keys_;
+  RateLimiter& limiter_;
+  IotCounters counters_;
+
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const ShelfFlags>> flags_;     // shelf → cached flags
+  std::map<std::string, uint64_t> highest_seq_;                          // device → highest accepted seq
+  std::map<uint64_t, std::pair<std::string, std::function<void(const ShelfFlags&)>>> observers_;
+  uint64_t next_observer_ = 1;
+};
+
+}  // namespace bff

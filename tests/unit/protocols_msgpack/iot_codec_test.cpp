@@ -1,0 +1,132 @@
+// IoT msgpack formats: byte sizes from the contract, strict decoding, hostile input refused.
+#include "protocols/msgpack/iot_codec.h"
+
+#include <gtest/gtest.h>
+
+namespace bff {
+namespace {
+
+Telemetry Sample() {
+  Telemetry t;
+  t.device_id = "sensor-01-01";
+  t.shelf_id = "shelf-01-01";
+  t.seq = 42;
+  t.ts = 1790000000;
+  t.readings = {{0, 5}, {1, 0}, {23, 17}};
+  t.battery_pct = 87;
+  t.temp_decicelsius = -15;
+  t.version = 7;
+  t.api_key = "0123456789abcdef0123456789abcdef";
+  return t;
+}
+
+TEST(IotCodecTest, TelemetryRoundTrip) {
+  Telemetry t = Sample();
+  auto d = DecodeTelemetry(EncodeTelemetry(t, true));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->device_id, t.device_id);
+  EXPECT_EQ(d->shelf_id, t.shelf_id);
+  EXPECT_EQ(d->seq, 42u);
+  EXPECT_EQ(d->ts, 1790000000u);
+  EXPECT_EQ(d->readings, t.readings);
+  EXPECT_EQ(d->battery_pct, 87);
+  EXPECT_EQ(d->temp_decicelsius, -15);
+  EXPECT_EQ(d->version, 7u);
+  EXPECT_EQ(d->api_key, t.api_key);
+  auto no_key = DecodeTelemetry(EncodeTelemetry(t, false));
+  ASSERT_TRUE(no_key.ok());
+  EXPECT_TRUE(no_key->api_key.empty());
+}
+
+TEST(IotCodecTest, TwentyFourSlotShelfFlagsFitInTwelveBytes) {
+  std::vector<bool> slots(24, false);
+  slots[0] = true;
+  slots[9] = true;
+  slots[23] = true;
+  for (uint64_t version : {1ull, 200ull, 70000ull, 4000000000ull}) {
+    std::string enc = EncodeShelfFlags(version, slots);
+    EXPECT_LE(enc.size(), 12u) << "version " << version;
+    auto dec = DecodeShelfFlags(enc);
+    ASSERT_TRUE(dec.ok());
+    EXPECT_EQ(dec->first, version);
+    EXPECT_EQ(dec->second, slots);
+  }
+  // Byte level: [1, 24, bin8(3) 0x01 0x02 0x80]
+  EXPECT_EQ(EncodeShelfFlags(1, slots), std::string("\x93\x01\x18\xc4\x03\x01\x02\x80", 8));
+}
+
+TEST(IotCodecTest, SkuAnswerIsOneByte) {
+  EXPECT_EQ(EncodeBool(true), std::string("\xc3", 1));
+  EXPECT_EQ(EncodeBool(false), std::string("\xc2", 1));
+}
+
+TEST(IotCodecTest, AckAndErrorMaps) {
+  std::string flags = EncodeShelfFlags(3, {true, false});
+  EXPECT_EQ(EncodeAck(9, std::nullopt), std::string("\x81\xa1q\x09", 4));
+  EXPECT_EQ(EncodeAck(9, flags), std::string("\x82\xa1q\x09\xa1" "f", 6) + flags);
+  std::string err = EncodeError(429, "rate limited", 12);
+  EXPECT_EQ(err.substr(0, 1), "\x83");
+  EXPECT_NE(err.find("rate limited"), std::string::npos);
+}
+
+TEST(IotCodecTest, StockQueries) {
+  auto shelf = DecodeStockQuery(EncodeStockQuery({"k1", "shelf-01-01", ""}));
+  ASSERT_TRUE(shelf.ok());
+  EXPECT_EQ(shelf->shelf_id, "shelf-01-01");
+  auto sku = DecodeStockQuery(EncodeStockQuery({"k1", "", "SKU-10001"}));
+  ASSERT_TRUE(sku.ok());
+  EXPECT_EQ(sku->sku, "SKU-10001");
+  // Neither or both: refused.
+  EXPECT_FALSE(DecodeStockQuery(std::string("\x81\xa1k\xa2k1", 6)).ok());
+}
+
+TEST(IotCodecTest, HostileAndMalformedInputIsRefusedNeverCrashes) {
+  Telemetry good = Sample();
+  std::string ok = EncodeTelemetry(good, true);
+  struct Case {
+    std::string bytes;
+    StatusCode code;
+    const char* what;
+  };
+  std::vector<Case> cases = {
+      {"", StatusCode::kInvalidArgument, "empty"},
+      {"\xc1", StatusCode::kInvalidArgument, "reserved byte"},
+      {"\x93\x01\x02\x03", StatusCode::kInvalidArgument, "array at top level"},
+      {ok.substr(0, ok.size() - 3), StatusCode::kInvalidArgument, "truncated"},
+      {ok + std::string(1, '\0'), StatusCode::kInvalidArgument, "trailing bytes"},
+      {std::string(2000, '\x90'), StatusCode::kPayloadTooLarge, "over 1 KiB"},
+      {std::string(40, '\x91') + "\x01", StatusCode::kInvalidArgument, "depth bomb"},
+      {std::string("\xdf\xff\xff\xff\xff", 5), StatusCode::kInvalidArgument, "huge map header"},
+      {std::string("\xdd\x7f\xff\xff\xff", 5), StatusCode::kInvalidArgument, "huge array header"},
+  };
+  for (auto& c : cases) {
+    auto r = DecodeTelemetry(c.bytes);
+    ASSERT_FALSE(r.ok()) << c.what;
+    EXPECT_EQ(r.status().code(), c.code) << c.what << ": " << r.status().ToString();
+  }
+}
+
+TEST(IotCodecTest, WrongTypesAreRejectedUnknownKeysIgnored) {
+  auto with = [](const std::string& key, const std::string& value_bytes) {
+    Telemetry t = Sample();
+    std::string base = EncodeTelemetry(t, false);  // map with 8 entries (fixmap 0x88)
+    std::string extra = std::string(1, static_cast<char>(0xa0 | key.size())) + key + value_bytes;
+    base[0] = static_cast<char>(static_cast<unsigned char>(base[0]) + 1);
+    return base + extra;
+  };
+  EXPECT_TRUE(DecodeTelemetry(with("future_field", "\xa3xyz")).ok()) << "unknown keys are ignored";
+  auto neg_seq = DecodeTelemetry(with("q", "\xff"));  // -1: duplicate key, wrong sign
+  EXPECT_FALSE(neg_seq.ok());
+  EXPECT_NE(neg_seq.status().message().find("\"q\""), std::string::npos);
+  EXPECT_FALSE(DecodeTelemetry(with("b", "\xcc\xc8")).ok()) << "battery 200 out of range";
+  EXPECT_FALSE(DecodeTelemetry(with("sh", "\xa4" "a/bc")).ok()) << "bad shelf id";
+  EXPECT_FALSE(DecodeTelemetry(with("r", "\x91\x91\x01")).ok()) << "reading not a pair";
+  EXPECT_FALSE(DecodeTelemetry(with("r", "\xa1x")).ok()) << "readings not an array";
+  EXPECT_FALSE(DecodeTelemetry(with("t", "\xcb\x40\x00\x00\x00\x00\x00\x00\x00")).ok()) << "float time";
+  Telemetry missing = Sample();
+  missing.readings.clear();
+  EXPECT_FALSE(DecodeTelemetry(EncodeTelemetry(missing, true)).ok()) << "no readings";
+}
+
+}  // namespace
+}  // namespace bff

@@ -88,11 +88,14 @@ int main(int argc, char** argv) {
   int port = 0;
   size_t threads = 64;
   int backlog = 1024;
+  size_t keep_alive_max = kKeepAliveMaxRequests;
   bool free_port = false;
   app.add_option("--host", host, "address to listen on");
   app.add_option("--port", port, "port; 0 picks a free one (printed on stdout)")->check(CLI::Range(0, 65535));
   app.add_option("--threads", threads, "worker pool: one per keep-alive connection")->check(CLI::Range(1, 4096));
   app.add_option("--backlog", backlog, "listen backlog")->check(CLI::Range(1, 65535));
+  app.add_option("--keep-alive-max", keep_alive_max, "requests per connection before it is closed (httplib's default: 5)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 30));
   app.add_option("--headers", headers_path, "header block to answer with (curl -D output)");
   app.add_option("--body", body_path, "body to answer with");
   app.add_flag("--free-port", free_port, "print a free port on --host and exit");
@@ -119,7 +122,7 @@ int main(int argc, char** argv) {
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
   });
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  server.set_keep_alive_max_count(kKeepAliveMaxRequests);
+  server.set_keep_alive_max_count(keep_alive_max);
   server.set_keep_alive_timeout(kKeepAliveTimeoutS);
   server.Get(".*", [&](const httplib::Request&, httplib::Response& res) {
     res.headers = headers;

@@ -102,15 +102,12 @@ void ToHttplibResponse(HttpResponse answer, httplib::Response& res) {
       res.set_header(name, value);
     }
   }
-  if (StatusHasNoBody(answer.status)) {
+  if (StatusHasNoBody(answer.status) || answer.body.empty()) {
     if (!content_type.empty()) res.set_header("Content-Type", content_type);
     return;
   }
-  if (answer.body.empty()) {
-    if (!content_type.empty()) res.set_header("Content-Type", content_type);
-    return;
-  }
-  res.set_content(std::move(answer.body), content_type.empty() ? "application/octet-stream" : content_type);
+  res.set_header("Content-Type", content_type.empty() ? "application/octet-stream" : content_type);
+  res.body = std::move(answer.body);
 }
 
 // One handed-off request: the handler's answer, whenever and from whichever thread it comes.

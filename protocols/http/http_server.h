@@ -19,12 +19,13 @@ namespace bff {
 struct HttpServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 8080;                      // 0 = any free port; port() tells which
-  size_t threads = 64;                       // worker pool: one per keep-alive connection expected
+  size_t threads = 64;                       // worker pool: one per keep-alive connection expected, with
+                                             // headroom; a connection beyond it waits until one ends
   size_t max_body_bytes = 16 * 1024;         // larger bodies: 413 JSON error
   int read_timeout_ms = 5000;
   int write_timeout_ms = 5000;
   int keep_alive_timeout_s = 5;
-  size_t keep_alive_max_requests = 100000;
+  size_t keep_alive_max_requests = 100000;  // httplib's own default, 5, reconnects constantly
   int listen_backlog = 1024;                 // Debian's httplib listens with 5; re-listened with this
   std::chrono::milliseconds handler_timeout{15000};  // no answer by then: 504 JSON error
 };

@@ -126,7 +126,11 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.RejectUnknown(*t, "server");
   }
   if (auto* t = r.Table(root, "", "mqtt")) {
+    r.Bool(*t, "mqtt", "enabled", &c.mqtt.enabled);
     r.Str(*t, "mqtt", "uri", &c.mqtt.uri);
+    r.Str(*t, "mqtt", "client_id", &c.mqtt.client_id);
+    r.Bool(*t, "mqtt", "shared_subscription", &c.mqtt.shared_subscription);
+    r.Int(*t, "mqtt", "max_in_flight", &c.mqtt.max_in_flight);
     r.RejectUnknown(*t, "mqtt");
   }
   if (auto* t = r.Table(root, "", "domain")) {
@@ -315,6 +319,8 @@ Status ValidateConfig(const Config& c) {
   if (c.mqtt.uri.rfind("tcp://", 0) != 0 && c.mqtt.uri.rfind("mqtt://", 0) != 0 && c.mqtt.uri.rfind("ssl://", 0) != 0) {
     check(InvalidArgument("mqtt.uri: expected tcp://HOST:PORT (or mqtt://, ssl://), got '" + c.mqtt.uri + "'"));
   }
+  if (c.mqtt.client_id.empty() || c.mqtt.client_id.size() > 64) check(InvalidArgument("mqtt.client_id: 1..64 characters"));
+  check(CheckRange("mqtt.max_in_flight", c.mqtt.max_in_flight, 1, 1000000));
   if (c.domain.mode != "embedded") check(CheckUrl("domain.mode", c.domain.mode));
   for (auto& [name, url] : c.domain.services) {
     if (!kServiceNames.count(name)) check(InvalidArgument("domain.services." + name + ": unknown service"));

@@ -49,7 +49,11 @@ struct Config {
     int retry_after_s = 5;
   } web;
   struct Mqtt {
+    bool enabled = true;
     std::string uri = "tcp://127.0.0.1:1883";
+    std::string client_id = "bffd";         // fixed, so the broker keeps bffd's persistent session
+    bool shared_subscription = false;       // $share/bffd/...: several instances split device traffic
+    int max_in_flight = 4096;               // messages being processed before back-pressure
   } mqtt;
   struct Domain {
     std::string mode = "embedded";              // "embedded" or a base URL used for every service

@@ -1,4 +1,5 @@
-// Device API keys in SQLite: peppered, salted HMAC hashes plus a mosquitto-format hash for the broker.
+// Device API keys in SQLite: peppered, salted HMAC hashes, a mosquitto-format hash for the broker and a
+// sealed copy for DTLS-PSK.
 #include "security/api_key_store.h"
 
 #include <openssl/crypto.h>
@@ -24,6 +25,10 @@ namespace {
 constexpr char kDbFile[] = "keys.db";
 constexpr char kPepperFile[] = "keys.pepper";
 constexpr size_t kPepperBytes = 32;
+constexpr char kKekFile[] = "keys.kek";
+constexpr size_t kKekBytes = 32;       // AES-256
+constexpr size_t kGcmNonceBytes = 12;  // the GCM standard nonce; random per sealing, never reused in practice
+constexpr size_t kGcmTagBytes = 16;
 constexpr size_t kKeyBytes = 16;  // 128-bit keys, 32 hex characters
 constexpr size_t kSaltBytes = 16;
 constexpr size_t kMaxIdLength = 64;
@@ -47,7 +52,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
   rate_per_s     REAL NOT NULL,
   burst          REAL NOT NULL,
   created_at     INTEGER NOT NULL,
-  revoked_at     INTEGER NOT NULL DEFAULT 0
+  revoked_at     INTEGER NOT NULL DEFAULT 0,
+  psk_sealed     BLOB
 );
 )sql";
 
@@ -184,7 +190,89 @@ struct PreparedKey {
   std::string key_hash;
   std::string mosquitto_hash;
   std::string shelves_json;
+  std::string psk_sealed;
 };
+
+// AES-256-GCM of `plaintext` bound to `aad`: nonce || ciphertext || tag.
+std::string Seal(const std::string& kek, std::string_view plaintext, std::string_view aad) {
+  std::string nonce = RandomBytes(kGcmNonceBytes);
+  std::string out = nonce;
+  out.resize(kGcmNonceBytes + plaintext.size() + kGcmTagBytes);
+  auto* ct = reinterpret_cast<unsigned char*>(out.data() + kGcmNonceBytes);
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0, total = 0;
+  bool ok = ctx != nullptr &&
+            EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, reinterpret_cast<const unsigned char*>(kek.data()),
+                               reinterpret_cast<const unsigned char*>(nonce.data())) == 1 &&
+            EVP_EncryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                              static_cast<int>(aad.size())) == 1 &&
+            EVP_EncryptUpdate(ctx, ct, &len, reinterpret_cast<const unsigned char*>(plaintext.data()),
+                              static_cast<int>(plaintext.size())) == 1;
+  total = len;
+  ok = ok && EVP_EncryptFinal_ex(ctx, ct + total, &len) == 1;
+  total += len;
+  ok = ok && static_cast<size_t>(total) == plaintext.size() &&
+       EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, static_cast<int>(kGcmTagBytes), ct + total) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) std::abort();  // only fails on allocation failure
+  return out;
+}
+
+// Opens a Seal() output; false when it was sealed under another key or for other associated data.
+bool Unseal(const std::string& kek, std::string_view sealed, std::string_view aad, std::string* plaintext) {
+  if (sealed.size() < kGcmNonceBytes + kGcmTagBytes) return false;
+  size_t n = sealed.size() - kGcmNonceBytes - kGcmTagBytes;
+  const auto* nonce = reinterpret_cast<const unsigned char*>(sealed.data());
+  const auto* ct = nonce + kGcmNonceBytes;
+  std::string tag(sealed.substr(kGcmNonceBytes + n));
+  std::string out(n, '\0');
+  auto* pt = reinterpret_cast<unsigned char*>(out.data());
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  int len = 0, total = 0;
+  bool ok = ctx != nullptr &&
+            EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, reinterpret_cast<const unsigned char*>(kek.data()),
+                               nonce) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()),
+                              static_cast<int>(aad.size())) == 1 &&
+            EVP_DecryptUpdate(ctx, pt, &len, ct, static_cast<int>(n)) == 1;
+  total = len;
+  ok = ok && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, static_cast<int>(kGcmTagBytes), tag.data()) == 1 &&
+       EVP_DecryptFinal_ex(ctx, pt + total, &len) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  if (!ok) {
+    OPENSSL_cleanse(out.data(), out.size());
+    return false;
+  }
+  *plaintext = std::move(out);
+  return true;
+}
+
+// Databases created before sealed DTLS copies existed lack the column; a second process may add it
+// between our check and our ALTER, which is fine.
+Status EnsurePskColumn(sqlite3* db) {
+  auto has_column = [db]() {
+    Statement st(db, "SELECT 1 FROM pragma_table_info('api_keys') WHERE name = 'psk_sealed'");
+    return st.ok() && st.Step() == SQLITE_ROW;
+  };
+  if (has_column()) return Status::Ok();
+  Status s = Exec(db, "ALTER TABLE api_keys ADD COLUMN psk_sealed BLOB;");
+  if (!s.ok() && !has_column()) return s;
+  return Status::Ok();
+}
+
+// Loads (creating when absent) the hex key-encryption key.
+StatusOr<std::string> LoadKek(const std::string& path) {
+  StatusOr<std::string> text = LoadOrCreateSecretFile(path, [] { return RandomHex(kKekBytes) + "\n"; });
+  if (!text.ok()) return text.status();
+  std::string hex = *text;
+  OPENSSL_cleanse(text->data(), text->size());
+  while (!hex.empty() && (hex.back() == '\n' || hex.back() == '\r' || hex.back() == ' ')) hex.pop_back();
+  std::string kek;
+  bool ok = hex.size() == 2 * kKekBytes && HexDecode(hex, &kek);
+  OPENSSL_cleanse(hex.data(), hex.size());
+  if (!ok) return InvalidArgument(path + " must hold " + std::to_string(2 * kKekBytes) + " hex characters");
+  return kek;
+}
 
 }  // namespace
 
@@ -213,6 +301,7 @@ StatusOr<std::unique_ptr<ApiKeyStore>> ApiKeyStore::Open(const std::string& data
   // WAL lets the daemon keep verifying while `bffd keys add` writes.
   if (Status s = Exec(store->db_, "PRAGMA journal_mode=WAL;"); !s.ok()) return s;
   if (Status s = Exec(store->db_, kSchema); !s.ok()) return s;
+  if (Status s = EnsurePskColumn(store->db_); !s.ok()) return s;
 
   std::string pepper_path = (dir / kPepperFile).string();
   if (!std::filesystem::exists(pepper_path, ec) && store->Count() > 0) {
@@ -230,12 +319,25 @@ StatusOr<std::unique_ptr<ApiKeyStore>> ApiKeyStore::Open(const std::string& data
   }
   OPENSSL_cleanse(hex.data(), hex.size());
   OPENSSL_cleanse(pepper_text->data(), pepper_text->size());
+
+  std::string kek_path = (dir / kKekFile).string();
+  if (!std::filesystem::exists(kek_path, ec)) {
+    // A new key-encryption key would silently orphan every sealed copy; refuse instead.
+    Statement sealed(store->db_, "SELECT 1 FROM api_keys WHERE psk_sealed IS NOT NULL LIMIT 1");
+    if (sealed.ok() && sealed.Step() == SQLITE_ROW) {
+      return FailedPrecondition(kek_path + " is missing but " + db_path + " holds sealed DTLS keys");
+    }
+  }
+  StatusOr<std::string> kek = LoadKek(kek_path);
+  if (!kek.ok()) return kek.status();
+  store->kek_ = std::move(kek).value();
   return store;
 }
 
 ApiKeyStore::~ApiKeyStore() {
   sqlite3_close_v2(db_);
   OPENSSL_cleanse(pepper_.data(), pepper_.size());
+  OPENSSL_cleanse(kek_.data(), kek_.size());
 }
 
 StatusOr<std::string> ApiKeyStore::Add(const std::string& device_id, const std::vector<std::string>& shelves,
@@ -267,6 +369,7 @@ StatusOr<std::vector<std::string>> ApiKeyStore::AddMany(const std::vector<ApiKey
     p.salt = RandomBytes(kSaltBytes);
     p.key_hash = HmacSha256(pepper_, p.salt + p.key);
     p.mosquitto_hash = MosquittoHash(p.key);
+    p.psk_sealed = Seal(kek_, p.key, r.device_id);
     // Keep the first occurrence of each shelf, in the order given.
     nlohmann::json shelves = nlohmann::json::array();
     std::set<std::string_view> shelf_seen;
@@ -286,7 +389,7 @@ StatusOr<std::vector<std::string>> ApiKeyStore::AddMany(const std::vector<ApiKey
     Statement ins(
         db_,
         "INSERT OR REPLACE INTO api_keys (device_id, salt, key_hash, mosquitto_hash, shelves, rate_per_s, burst,"
-        " created_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)");
+        " created_at, revoked_at, psk_sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?)");
     if (!ins.ok()) failure = Unavailable("key store: " + ins.error());
     for (size_t i = 0; failure.ok() && i < prepared.size(); ++i) {
       const PreparedKey& p = prepared[i];
@@ -299,6 +402,7 @@ StatusOr<std::vector<std::string>> ApiKeyStore::AddMany(const std::vector<ApiKey
       ins.Real(6, p.record->rate_per_s);
       ins.Real(7, p.record->burst);
       ins.Int(8, now);
+      ins.Blob(9, p.psk_sealed);
       if (ins.Step() != SQLITE_DONE) failure = Unavailable("key store: " + ins.error());
     }
   }
@@ -400,6 +504,30 @@ StatusOr<ApiKeyRecord> ApiKeyStore::Verify(const std::string& device_id, const s
   record.device_id = device_id;
   record.shelves = ParseShelves(shelves_json);
   return record;
+}
+
+StatusOr<std::string> ApiKeyStore::DtlsPsk(const std::string& device_id) {
+  if (!IsValidId(device_id)) return Unauthenticated("unknown device");
+  std::string sealed;
+  int64_t revoked_at = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Statement st(db_, "SELECT psk_sealed, revoked_at FROM api_keys WHERE device_id = ?");
+    if (!st.ok()) return Unavailable("key store: " + st.error());
+    st.Text(1, device_id);
+    int rc = st.Step();
+    if (rc == SQLITE_DONE) return Unauthenticated("unknown device");
+    if (rc != SQLITE_ROW) return Unavailable("key store: " + st.error());
+    sealed = st.ColumnBytes(0);
+    revoked_at = st.ColumnInt(1);
+  }
+  if (revoked_at != 0) return Unauthenticated("API key revoked");
+  if (sealed.empty()) return FailedPrecondition("no DTLS copy of the key of " + device_id + "; issue a new key");
+  std::string key;
+  if (!Unseal(kek_, sealed, device_id, &key)) {
+    return Internal("the sealed DTLS key of " + device_id + " does not open with this keys.kek");
+  }
+  return key;
 }
 
 std::vector<std::string> ApiKeyStore::MosquittoPasswordLines() {

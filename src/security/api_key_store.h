@@ -4,6 +4,11 @@
 // per-key random salt; the pepper lives in data_dir/keys.pepper (mode 0600). The plaintext is returned
 // once by Add() and never stored or logged. A mosquitto-format hash ($7$, PBKDF2-SHA512) of the key is
 // stored too so the broker's password file can be exported without the plaintext.
+//
+// DTLS-PSK needs the key itself on the server side, which no hash can give back: each key is also stored
+// sealed (AES-256-GCM, column psk_sealed = nonce || ciphertext || tag, the device id as associated data)
+// under a key-encryption key in data_dir/keys.kek (mode 0600). keys.db alone reveals no key; keys.db
+// together with keys.kek reveals them all, so the two belong on the same footing as keys.pepper.
 #pragma once
 
 #include <cstdint>
@@ -50,12 +55,17 @@ class ApiKeyStore {
   StatusOr<ApiKeyRecord> Verify(const std::string& device_id, const std::string& key);
   // "device:$7$..." lines for mosquitto's password_file, active keys only.
   std::vector<std::string> MosquittoPasswordLines();
+  // The key of an active device, unsealed for use as its DTLS pre-shared key. kUnauthenticated for an
+  // unknown or revoked device, kFailedPrecondition for a key issued before sealed copies existed (issue a
+  // new one), kInternal when the sealed copy does not open (keys.kek is not the one it was sealed with).
+  StatusOr<std::string> DtlsPsk(const std::string& device_id);
 
  private:
   ApiKeyStore() = default;
   std::mutex mu_;
   sqlite3* db_ = nullptr;
   std::string pepper_;
+  std::string kek_;  // key-encryption key of the sealed DTLS copies
 };
 
 // Writes a file (mode 0600) atomically: temp file then rename.

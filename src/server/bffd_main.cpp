@@ -7,6 +7,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "server/daemon.h"
+#include "server/keys_command.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"bffd: Backend-for-Frontend daemon for shelf sensors (MQTT/CoAP), mobile and web apps"};
@@ -23,6 +24,26 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "debug, info, warn or error (log_level)");
   app.add_flag("--check-config", check_config, "validate the configuration and exit");
   app.add_flag("--version", version, "print the version and exit");
+
+  // bffd keys ...: options such as --config and --data may follow the subcommand.
+  bff::KeysCommand keys_cmd;
+  CLI::App* keys = app.add_subcommand("keys", "manage device API keys (stored only as hashes)");
+  keys->fallthrough();
+  keys->require_subcommand(1);
+  CLI::App* keys_add = keys->add_subcommand("add", "create (or replace) a device's key and print it, once");
+  keys_add->fallthrough();
+  keys_add->add_option("device", keys_cmd.device, "device id")->required();
+  keys_add->add_option("--shelf", keys_cmd.shelves, "a shelf the device may read (repeat for more)")->required();
+  keys_add->add_option("--rate", keys_cmd.rate_per_s, "messages per second (token bucket rate)");
+  keys_add->add_option("--burst", keys_cmd.burst, "burst allowance for catch-up after an outage");
+  CLI::App* keys_revoke = keys->add_subcommand("revoke", "revoke a device's key (a running daemon notices)");
+  keys_revoke->fallthrough();
+  keys_revoke->add_option("device", keys_cmd.device, "device id")->required();
+  CLI::App* keys_list = keys->add_subcommand("list", "list devices (never keys)");
+  keys_list->fallthrough();
+  CLI::App* keys_export = keys->add_subcommand("export-mosquitto", "write the broker's passwd and acl files into DIR");
+  keys_export->fallthrough();
+  keys_export->add_option("dir", keys_cmd.dir, "output directory")->required();
   CLI11_PARSE(app, argc, argv);
 
   if (version) {
@@ -52,6 +73,13 @@ int main(int argc, char** argv) {
   if (!valid.ok()) {
     std::fprintf(stderr, "bffd: bad configuration: %s\n", valid.message().c_str());
     return 2;
+  }
+  if (keys->parsed()) {
+    if (keys_add->parsed()) keys_cmd.action = "add";
+    if (keys_revoke->parsed()) keys_cmd.action = "revoke";
+    if (keys_list->parsed()) keys_cmd.action = "list";
+    if (keys_export->parsed()) keys_cmd.action = "export-mosquitto";
+    return bff::RunKeysCommand(config, keys_cmd);
   }
   if (check_config) {
     std::printf("configuration OK\n");

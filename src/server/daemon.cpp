@@ -6,7 +6,10 @@
 #include <future>
 
 #include "common/log.h"
+#include "common/crypto.h"
 #include "downstream/in_process_transport.h"
+#include "security/secret_file.h"
+#include "server/keys_command.h"
 #include "observability/trace_context.h"
 
 namespace bff {
@@ -34,6 +37,8 @@ Daemon::Daemon(Config config)
     : config_(std::move(config)), work_(boost::asio::make_work_guard(io_)), scheduler_(io_) {}
 
 Daemon::~Daemon() {
+  if (mqtt_) mqtt_->Stop(milliseconds(0));
+  if (key_registry_) key_registry_->Stop();
   if (admin_) admin_->Stop();
   if (domain_) domain_->ReleaseHeld();
   if (http_) http_->Stop();
@@ -115,13 +120,11 @@ Status Daemon::Start() {
 
   Status bffs = StartHttpBffs();
   if (!bffs.ok()) return bffs;
+  Status iot = StartIot();
+  if (!iot.ok()) return iot;
 
-  signals_ = std::make_unique<boost::asio::signal_set>(io_, SIGINT, SIGTERM);
-  signals_->async_wait([this](const boost::system::error_code& e, int sig) {
-    if (e) return;
-    log::Info("signal received, draining", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
-    Stop();
-  });
+  signals_ = std::make_unique<boost::asio::signal_set>(io_, SIGINT, SIGTERM, SIGHUP);
+  WaitForSignal();
 
   auto http_hp = ParseHostPort(config_.server.http);
   log::Info("bffd ready", {{"version", VersionString()},
@@ -177,6 +180,44 @@ Status Daemon::StartHttpBffs() {
   });
   if (!server.ok()) return Status(server.status().code(), "server.http: " + server.status().message());
   http_ = std::move(server).value();
+  return Status::Ok();
+}
+
+void Daemon::WaitForSignal() {
+  signals_->async_wait([this](const boost::system::error_code& e, int sig) {
+    if (e) return;
+    if (sig == SIGHUP) {
+      // Key changes are also noticed by polling; SIGHUP makes them take effect at once.
+      log::Info("SIGHUP: reloading device keys");
+      if (key_registry_) key_registry_->Reload();
+      WaitForSignal();
+      return;
+    }
+    log::Info("signal received, draining", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+    Stop();
+  });
+}
+
+Status Daemon::StartIot() {
+  key_registry_ = std::make_unique<KeyRegistry>(*keys_, config_.data_dir + "/keys.db", scheduler_);
+  key_registry_->Start();
+  limiter_ = std::make_unique<TokenBucketLimiter>(scheduler_);
+  iot_ = std::make_unique<IotBff>(config_, *clients_, scheduler_, *key_registry_, *limiter_);
+  if (config_.mqtt.enabled) {
+    auto password = LoadOrCreateSecretFile(MqttPasswordPath(config_), [] { return RandomHex(24) + "\n"; });
+    if (!password.ok()) return Status(password.status().code(), "mqtt: " + password.status().message());
+    MqttAdapterOptions o;
+    o.uri = config_.mqtt.uri;
+    o.client_id = config_.mqtt.client_id;
+    o.username = kBffdMqttUser;
+    o.password = *password;
+    while (!o.password.empty() && (o.password.back() == '\n' || o.password.back() == '\r')) o.password.pop_back();
+    o.shared_subscription = config_.mqtt.shared_subscription;
+    o.max_in_flight = static_cast<size_t>(config_.mqtt.max_in_flight);
+    auto mqtt = MqttAdapter::Start(o, *iot_, scheduler_);
+    if (!mqtt.ok()) return Status(mqtt.status().code(), "mqtt.uri: " + mqtt.status().message());
+    mqtt_ = std::move(mqtt).value();
+  }
   return Status::Ok();
 }
 
@@ -290,6 +331,8 @@ void Daemon::Drain() {
     std::this_thread::sleep_for(milliseconds(10));
   }
   size_t abandoned = in_flight();
+  if (mqtt_) mqtt_->Stop(milliseconds(std::max<int64_t>(0, MillisUntil(deadline, Clock::now()))));
+  if (key_registry_) key_registry_->Stop();
   if (domain_) domain_->ReleaseHeld();  // answers held by "hang" faults must not block the exit
   http_stop.join();
   if (tokens_) tokens_->Stop();

@@ -15,7 +15,11 @@
 #include "clients/mobile/mobile_bff.h"
 #include "clients/web/web_bff.h"
 #include "common/config.h"
+#include "clients/iot/iot_bff.h"
 #include "protocols/http/http_server.h"
+#include "protocols/mqtt/mqtt_adapter.h"
+#include "security/key_registry.h"
+#include "security/rate_limiter.h"
 #include "security/access_token_validator.h"
 #include "security/session_store.h"
 #include "common/scheduler.h"
@@ -54,8 +58,10 @@ class Daemon {
   Status Start();
   Status ProvisionDemoFleet();
   Status StartHttpBffs();
+  Status StartIot();
   void HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> respond);
   void Drain();
+  void WaitForSignal();
 
   Config config_;
   boost::asio::io_context io_;
@@ -76,6 +82,10 @@ class Daemon {
   std::unique_ptr<MobileBff> mobile_;
   std::unique_ptr<WebBff> web_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<KeyRegistry> key_registry_;
+  std::unique_ptr<TokenBucketLimiter> limiter_;
+  std::unique_ptr<IotBff> iot_;
+  std::unique_ptr<MqttAdapter> mqtt_;
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::string demo_keys_file_;
 

@@ -1,6 +1,7 @@
 // Process fixtures for integration tests.
 #include "support/processes.h"
 
+#include <csignal>
 #include <cstdio>
 #include <future>
 #include <sstream>
@@ -113,6 +114,70 @@ int RunCommand(const std::string& cmd, std::string* out) {
   }
   int st = pclose(f);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+}  // namespace bff::testing
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+
+namespace bff::testing {
+
+uint16_t FreeTcpPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  uint16_t port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+bool TcpPortOpen(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  close(fd);
+  return ok;
+}
+
+MosquittoProcess::MosquittoProcess(const std::string& data_dir, const std::string& broker_dir)
+    : data_dir_(data_dir), dir_(broker_dir) {
+  std::string out;
+  if (RunCommand(BinPath("bffd") + " keys export-mosquitto " + dir_ + " --data " + data_dir_ + " 2>&1", &out) != 0) return;
+  port_ = FreeTcpPort();
+  std::string conf = ReadFile(std::string(BFF_SOURCE_DIR) + "/config/mosquitto.conf");
+  for (auto [from, to] : {std::pair<std::string, std::string>{"@PORT@", std::to_string(port_)}, {"@DIR@", dir_}}) {
+    for (size_t p = conf.find(from); p != std::string::npos; p = conf.find(from)) conf.replace(p, from.size(), to);
+  }
+  // Tests run as root: mosquitto would switch to the "mosquitto" user, which cannot read the temp dir.
+  conf += "\nuser root\n";
+  std::ofstream(dir_ + "/mosquitto.conf") << conf;
+  if (!Launch()) port_ = 0;
+}
+
+bool MosquittoProcess::Launch() {
+  proc_ = std::make_unique<ChildProcess>("/usr/sbin/mosquitto", std::vector<std::string>{"-c", dir_ + "/mosquitto.conf"}, dir_);
+  return WaitFor([&] { return TcpPortOpen(port_) || !proc_->running(); }, std::chrono::seconds(20)) && proc_->running();
+}
+
+bool MosquittoProcess::Restart() {
+  if (proc_) {
+    proc_->Signal(SIGKILL);
+    proc_->Wait(std::chrono::seconds(10));
+  }
+  return Launch();
 }
 
 }  // namespace bff::testing

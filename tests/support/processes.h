@@ -73,3 +73,29 @@ class TestHttpClient {
 int RunCommand(const std::string& cmd, std::string* out);
 
 }  // namespace bff::testing
+
+namespace bff::testing {
+
+// A real mosquitto on a free loopback port with config/mosquitto.conf, its passwd and acl exported from
+// the key store in `data_dir` by `bffd keys export-mosquitto`.
+class MosquittoProcess {
+ public:
+  MosquittoProcess(const std::string& data_dir, const std::string& broker_dir);
+  bool ready() const { return port_ != 0; }
+  uint16_t port() const { return port_; }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+  ChildProcess& process() { return *proc_; }
+  // Restarts on the same port and directory (persistence kept).
+  bool Restart();
+
+ private:
+  bool Launch();
+  std::string data_dir_, dir_;
+  uint16_t port_ = 0;
+  std::unique_ptr<ChildProcess> proc_;
+};
+
+uint16_t FreeTcpPort();
+bool TcpPortOpen(uint16_t port);
+
+}  // namespace bff::testing

@@ -1,0 +1,185 @@
+// The IoT BFF over MQTT with a real mosquitto (ACLs from the key store) and real mosquitto_pub/sub devices.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "common/crypto.h"
+#include "domain/seed.h"
+#include "protocols/msgpack/iot_codec.h"
+#include "support/processes.h"
+
+namespace bff::testing {
+namespace {
+
+using nlohmann::json;
+
+std::string Trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+class MqttIotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (access("/usr/sbin/mosquitto", X_OK) != 0) GTEST_SKIP() << "mosquitto is not installed";
+    shelf_only_ = SeedShelfOnlyProduct(0);  // one slot holds all of this sku's stock
+    key_a_ = AddKey("sensor-a", shelf_only_.shelf_id);
+    key_b_ = AddKey("sensor-b", "shelf-01-02");
+    broker_dir_ = dir_.path() + "/broker";
+    broker_ = std::make_unique<MosquittoProcess>(dir_.path(), broker_dir_);
+    ASSERT_TRUE(broker_->ready()) << ReadFile(broker_dir_ + "/mosquitto.conf");
+    std::ofstream(dir_.path() + "/bffd.toml") << "[iot]\ndemo_fleet = 0\n[domain]\npassword_iterations = 1000\n[web]\ncookie_secure = false\n";
+    bffd_ = std::make_unique<BffdProcess>(dir_.path(), std::vector<std::string>{"--config", dir_.path() + "/bffd.toml", "--mqtt", broker_->uri()});
+    ASSERT_TRUE(bffd_->ready()) << bffd_->process().Stderr();
+    ASSERT_TRUE(WaitFor([&] { return bffd_->process().Stderr().find("mqtt: connected and subscribed") != std::string::npos; },
+                        std::chrono::seconds(20)))
+        << bffd_->process().Stderr();
+  }
+
+  std::string AddKey(const std::string& device, const std::string& shelf) {
+    std::string out;
+    EXPECT_EQ(RunCommand(BinPath("bffd") + " keys add " + device + " --shelf " + shelf + " --rate 50 --burst 100 --data " + dir_.path(), &out), 0);
+    return Trim(out);
+  }
+
+  std::string Mosq(const std::string& tool, const std::string& user, const std::string& pass) {
+    return "/usr/bin/" + tool + " -h 127.0.0.1 -p " + std::to_string(broker_->port()) + " -u " + user + " -P " + pass + " ";
+  }
+
+  // A device-side subscriber printing each message as hex on its own line.
+  std::unique_ptr<ChildProcess> Subscribe(const std::string& user, const std::string& pass, const std::string& topic) {
+    std::vector<std::string> args = {"-h", "127.0.0.1", "-p", std::to_string(broker_->port()), "-u", user, "-P", pass,
+                                     "-t", topic, "-q", "1", "-F", "%x", "-V", "mqttv5"};
+    return std::make_unique<ChildProcess>("/usr/bin/mosquitto_sub", args, dir_.path());
+  }
+
+  // Publishes (retrying: the subscriber may not be subscribed yet; a repeated reading is idempotent)
+  // until `sub` printed a message; returns that message's bytes.
+  std::string PublishUntilAnswered(const std::string& user, const std::string& pass, const std::string& topic,
+                                   const std::string& payload, ChildProcess& sub) {
+    std::string file = dir_.path() + "/payload-" + std::to_string(++files_);
+    std::ofstream(file, std::ios::binary) << payload;
+    for (int attempt = 0; attempt < 30; ++attempt) {
+      RunCommand(Mosq("mosquitto_pub", user, pass) + "-q 1 -V mqttv5 -t " + topic + " -f " + file, nullptr);
+      if (WaitFor([&] { return !Trim(sub.Stdout()).empty(); }, std::chrono::milliseconds(700))) break;
+    }
+    std::string hex = Trim(sub.Stdout());
+    hex = hex.substr(0, hex.find('\n'));
+    std::string bytes;
+    HexDecode(hex, &bytes);
+    return bytes;
+  }
+
+  Telemetry Reading(const std::string& device, const std::string& shelf, uint64_t seq, uint32_t slot, uint32_t qty,
+                    const std::string& key) {
+    Telemetry t;
+    t.device_id = device;
+    t.shelf_id = shelf;
+    t.seq = seq;
+    t.ts = 1790000000 + seq;
+    t.readings = {{slot, qty}};
+    t.battery_pct = 90;
+    t.temp_decicelsius = 215;
+    t.api_key = key;
+    return t;
+  }
+
+  TempDir dir_;
+  SeedSlotRef shelf_only_;
+  std::string key_a_, key_b_, broker_dir_;
+  std::unique_ptr<MosquittoProcess> broker_;
+  std::unique_ptr<BffdProcess> bffd_;
+  TestHttpClient http_;
+  int files_ = 0;
+};
+
+TEST_F(MqttIotTest, ReadingIsAcknowledgedWithFlagsAndReachesWebStock) {
+  auto before = http_.Get(bffd_->http_url(), "/web/v1/products/" + shelf_only_.sku);
+  ASSERT_TRUE(before.ok());
+  ASSERT_EQ(json::parse(before->body)["stock"]["in_stock"], true) << before->body;
+
+  auto sub = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/ack");
+  Telemetry t = Reading("sensor-a", shelf_only_.shelf_id, 1, static_cast<uint32_t>(shelf_only_.slot), 0, key_a_);
+  std::string ack = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t, true), *sub);
+  ASSERT_FALSE(ack.empty());
+  // {"q": 1, "f": [version, slots, bits]} with the slot now out of stock.
+  ASSERT_EQ(static_cast<unsigned char>(ack[0]), 0x82);
+  size_t f_at = ack.find("\xa1" "f");
+  ASSERT_NE(f_at, std::string::npos);
+  auto flags = DecodeShelfFlags(ack.substr(f_at + 2));
+  ASSERT_TRUE(flags.ok()) << flags.status().ToString();
+  EXPECT_FALSE(flags->second.at(static_cast<size_t>(shelf_only_.slot)));
+
+  // End to end: the web page now says out of stock.
+  auto after = http_.Get(bffd_->http_url(), "/web/v1/products/" + shelf_only_.sku);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(json::parse(after->body)["stock"]["in_stock"], false) << after->body;
+  EXPECT_EQ(json::parse(after->body)["stock"]["available"], 0);
+}
+
+TEST_F(MqttIotTest, BadKeyGetsAnErrorMapOnTheErrorTopic) {
+  auto sub = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/error");
+  Telemetry t = Reading("sensor-a", shelf_only_.shelf_id, 1, 0, 3, std::string(32, 'f'));
+  std::string err = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t, true), *sub);
+  ASSERT_FALSE(err.empty());
+  EXPECT_NE(err.find("\xa1" "e\xcd\x01\x91"), std::string::npos) << "e = 401";
+  Telemetry other_shelf = Reading("sensor-a", "shelf-01-02", 2, 0, 3, key_a_);
+  auto sub2 = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/error");
+  std::string forbidden = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(other_shelf, true), *sub2);
+  EXPECT_NE(forbidden.find("\xa1" "e\xcd\x01\x93"), std::string::npos) << "e = 403";
+  auto sub3 = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/error");
+  std::string junk = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", "\xc1\x00garbage", *sub3);
+  EXPECT_NE(junk.find("\xa1" "e\xcd\x01\x90"), std::string::npos) << "e = 400";
+}
+
+TEST_F(MqttIotTest, ADeviceCannotReadAnotherDevicesReplies) {
+  auto own = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/ack");
+  auto spy = Subscribe("sensor-b", key_b_, "iot/v1/sensor-a/ack");
+  auto spy_all = Subscribe("sensor-b", key_b_, "iot/v1/#");
+  Telemetry t = Reading("sensor-a", shelf_only_.shelf_id, 5, 0, 9, key_a_);
+  std::string ack = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t, true), *own);
+  ASSERT_FALSE(ack.empty());
+  // A second exchange after the first makes sure the spies had every chance to receive the first.
+  Telemetry t2 = Reading("sensor-a", shelf_only_.shelf_id, 6, 0, 8, key_a_);
+  std::ofstream(dir_.path() + "/second", std::ios::binary) << EncodeTelemetry(t2, true);
+  RunCommand(Mosq("mosquitto_pub", "sensor-a", key_a_) + "-q 1 -t iot/v1/sensor-a/telemetry -f " + dir_.path() + "/second", nullptr);
+  ASSERT_TRUE(WaitFor([&] { return Trim(own->Stdout()).find('\n') != std::string::npos; }, std::chrono::seconds(20)));
+  EXPECT_TRUE(Trim(spy->Stdout()).empty()) << "sensor-b read sensor-a's ack";
+  EXPECT_TRUE(Trim(spy_all->Stdout()).empty()) << "sensor-b read other devices' topics";
+  // And it cannot publish in another device's name: the broker drops it, bffd never answers.
+  EXPECT_EQ(bffd_->process().Stderr().find("\"device\":\"sensor-b\""), std::string::npos);
+}
+
+TEST_F(MqttIotTest, RevokedKeyIsRefusedWithoutRestart) {
+  auto sub = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/ack");
+  Telemetry t = Reading("sensor-a", shelf_only_.shelf_id, 10, 0, 4, key_a_);
+  ASSERT_FALSE(PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t, true), *sub).empty());
+  std::string out;
+  ASSERT_EQ(RunCommand(BinPath("bffd") + " keys revoke sensor-a --data " + dir_.path() + " 2>&1", &out), 0) << out;
+  bffd_->process().Signal(SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return bffd_->process().Stderr().find("reloading device keys") != std::string::npos; }));
+  // The broker still lets the device in (its passwd was not re-exported); bffd itself refuses the key.
+  auto errors = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/error");
+  Telemetry t2 = Reading("sensor-a", shelf_only_.shelf_id, 11, 0, 4, key_a_);
+  std::string err = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t2, true), *errors);
+  EXPECT_NE(err.find("\xa1" "e\xcd\x01\x91"), std::string::npos) << "e = 401 after revocation";
+}
+
+TEST_F(MqttIotTest, StockQueryAnswersOnTheDefaultTopic) {
+  auto sub = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/stock");
+  std::string flags = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/stock/get",
+                                           EncodeStockQuery({key_a_, shelf_only_.shelf_id, ""}), *sub);
+  auto decoded = DecodeShelfFlags(flags);
+  ASSERT_TRUE(decoded.ok()) << HexEncode(flags);
+  EXPECT_GE(decoded->second.size(), 8u);
+  auto sku_sub = Subscribe("sensor-b", key_b_, "iot/v1/sensor-b/stock");
+  std::string one = PublishUntilAnswered("sensor-b", key_b_, "iot/v1/sensor-b/stock/get",
+                                         EncodeStockQuery({key_b_, "", SeedOutOfStockSku()}), *sku_sub);
+  EXPECT_EQ(one, std::string("\xc2", 1)) << "out-of-stock sku answers false";
+}
+
+}  // namespace
+}  // namespace bff::testing

@@ -1,0 +1,188 @@
+// IotBff rules against the embedded reference domain: acknowledgement only after inventory, flags and
+// versions, bad input, keys, shelves, rate limits, observers.
+#include "clients/iot/iot_bff.h"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "domain/domain_services.h"
+#include "domain/seed.h"
+#include "downstream/in_process_transport.h"
+#include "protocols/msgpack/iot_codec.h"
+#include "support/test_support.h"
+
+namespace bff {
+namespace {
+
+using std::chrono::seconds;
+
+class IotBffTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    work_.emplace(boost::asio::make_work_guard(io_));
+    for (int i = 0; i < 2; ++i) threads_.emplace_back([this] { io_.run(); });
+    DomainOptions d;
+    d.data_dir = dir_.path();
+    d.password_iterations = 1000;
+    auto domain = DomainServices::Create(d, sched_);
+    ASSERT_TRUE(domain.ok()) << domain.status().ToString();
+    domain_ = std::move(domain).value();
+    transport_ = std::make_unique<InProcessTransport>(*domain_, sched_);
+    minter_ = std::make_unique<CredentialMinter>(*LoadOrCreateInternalSecret(dir_.path()));
+    clients_ = std::make_unique<DownstreamClients>(*transport_, *minter_, sched_);
+    auto store = ApiKeyStore::Open(dir_.path());
+    ASSERT_TRUE(store.ok());
+    store_ = std::move(store).value();
+    shelf_only_ = SeedShelfOnlyProduct(0);
+    key_ = *store_->Add("sensor-a", {shelf_only_.shelf_id}, 100, 200);
+    slow_key_ = *store_->Add("sensor-slow", {"shelf-01-02"}, 0.01, 3);
+    registry_ = std::make_unique<KeyRegistry>(*store_, dir_.path() + "/keys.db", sched_, std::chrono::milliseconds(0));
+    limiter_ = std::make_unique<TokenBucketLimiter>(sched_);
+    Config config;
+    config.iot.inventory_timeout_ms = 300;
+    iot_ = std::make_unique<IotBff>(config, *clients_, sched_, *registry_, *limiter_);
+  }
+  void TearDown() override {
+    if (domain_) domain_->ReleaseHeld();
+    work_.reset();
+    for (auto& t : threads_) t.join();
+  }
+
+  IotReply Telemetry(const std::string& device, const std::string& key, uint64_t seq, uint32_t slot, uint32_t qty,
+                     std::optional<uint64_t> version = std::nullopt, const std::string& shelf = "") {
+    bff::Telemetry t;
+    t.device_id = device;
+    t.shelf_id = shelf.empty() ? shelf_only_.shelf_id : shelf;
+    t.seq = seq;
+    t.ts = 1790000000;
+    t.readings = {{slot, qty}};
+    t.version = version;
+    t.api_key = key;
+    return Call([&](auto done) { iot_->HandleTelemetry(MqttCaller(device), EncodeTelemetry(t, true), done); });
+  }
+
+  IotCaller MqttCaller(const std::string& device) {
+    IotCaller c;
+    c.transport = IotTransport::kMqtt;
+    c.device_id = device;
+    c.trace = TraceContext::NewRoot();
+    return c;
+  }
+
+  IotReply Call(const std::function<void(std::function<void(IotReply)>)>& fn) {
+    auto p = std::make_shared<std::promise<IotReply>>();
+    auto f = p->get_future();
+    fn([p](IotReply r) { p->set_value(std::move(r)); });
+    EXPECT_EQ(f.wait_for(seconds(20)), std::future_status::ready);
+    return f.get();
+  }
+
+  testing::TempDir dir_;
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::vector<std::thread> threads_;
+  AsioScheduler sched_{io_};
+  std::unique_ptr<DomainServices> domain_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<CredentialMinter> minter_;
+  std::unique_ptr<DownstreamClients> clients_;
+  std::unique_ptr<ApiKeyStore> store_;
+  std::unique_ptr<KeyRegistry> registry_;
+  std::unique_ptr<TokenBucketLimiter> limiter_;
+  std::unique_ptr<IotBff> iot_;
+  SeedSlotRef shelf_only_;
+  std::string key_, slow_key_;
+};
+
+TEST_F(IotBffTest, AcknowledgesWithFlagsThenOmitsThemWhenTheDeviceIsCurrent) {
+  IotReply r = Telemetry("sensor-a", key_, 1, static_cast<uint32_t>(shelf_only_.slot), 0);
+  ASSERT_EQ(r.code, StatusCode::kOk) << r.payload;
+  EXPECT_TRUE(r.flags_changed);
+  EXPECT_EQ(r.seq, 1u);
+  ASSERT_GT(r.version, 0u);
+  IotReply again = Telemetry("sensor-a", key_, 2, static_cast<uint32_t>(shelf_only_.slot), 0, r.version);
+  ASSERT_EQ(again.code, StatusCode::kOk);
+  EXPECT_FALSE(again.flags_changed) << "the device's version is current: no flags";
+  EXPECT_EQ(again.payload, EncodeAck(2, std::nullopt));
+  EXPECT_EQ(iot_->counters().telemetry_acknowledged.load(), 2u);
+}
+
+TEST_F(IotBffTest, RetransmissionIsIdempotentAndSeqGoingBackwardsIsRefused) {
+  ASSERT_EQ(Telemetry("sensor-a", key_, 10, 0, 5).code, StatusCode::kOk);
+  EXPECT_EQ(Telemetry("sensor-a", key_, 10, 0, 5).code, StatusCode::kOk) << "same seq again is a retransmission";
+  IotReply back = Telemetry("sensor-a", key_, 9, 0, 5);
+  EXPECT_EQ(back.code, StatusCode::kInvalidArgument);
+  EXPECT_EQ(CoapCodeFor(back.code), 400);
+}
+
+TEST_F(IotBffTest, KeysAndShelvesAreEnforced) {
+  EXPECT_EQ(Telemetry("sensor-a", std::string(32, '0'), 1, 0, 1).code, StatusCode::kUnauthenticated);
+  EXPECT_EQ(Telemetry("sensor-ghost", key_, 1, 0, 1).code, StatusCode::kUnauthenticated) << "unknown device";
+  EXPECT_EQ(Telemetry("sensor-a", key_, 1, 0, 1, std::nullopt, "shelf-50-20").code, StatusCode::kPermissionDenied);
+  ASSERT_TRUE(store_->Revoke("sensor-a").ok());
+  registry_->Reload();
+  EXPECT_EQ(Telemetry("sensor-a", key_, 2, 0, 1).code, StatusCode::kUnauthenticated) << "revoked";
+  EXPECT_GE(iot_->counters().auth_failures.load(), 3u);
+}
+
+TEST_F(IotBffTest, FloodingDeviceIsRateLimitedWithoutTouchingOthers) {
+  int limited = 0;
+  for (int i = 0; i < 10; ++i) {
+    IotReply r = Telemetry("sensor-slow", slow_key_, 100 + i, 0, 1, std::nullopt, "shelf-01-02");
+    if (r.code == StatusCode::kResourceExhausted) {
+      ++limited;
+      EXPECT_GE(r.retry_after_s, 1);
+    }
+  }
+  EXPECT_EQ(limited, 7) << "burst of 3, then refused";
+  EXPECT_EQ(Telemetry("sensor-a", key_, 1, 0, 2).code, StatusCode::kOk) << "another device is unaffected";
+}
+
+TEST_F(IotBffTest, InventoryDownMeansNoAcknowledgement) {
+  Fault down;
+  down.down = true;
+  ASSERT_TRUE(domain_->SetFault("inventory", down).ok());
+  IotReply r = Telemetry("sensor-a", key_, 1, 0, 2);
+  EXPECT_EQ(r.code, StatusCode::kUnavailable);
+  EXPECT_FALSE(r.acknowledge);
+  EXPECT_GT(r.retry_after_s, 0);
+  Fault hang;
+  hang.hang = true;
+  ASSERT_TRUE(domain_->SetFault("inventory", hang).ok());
+  IotReply h = Telemetry("sensor-a", key_, 2, 0, 2);
+  EXPECT_FALSE(h.acknowledge) << "a hanging inventory must not be acknowledged";
+  domain_->ClearFaults();
+  EXPECT_EQ(Telemetry("sensor-a", key_, 2, 0, 2).code, StatusCode::kOk) << "the retry is accepted";
+  EXPECT_EQ(iot_->counters().telemetry_unacknowledged.load(), 2u);
+}
+
+TEST_F(IotBffTest, ObserversHearOnlyRealChanges) {
+  std::atomic<int> notified{0};
+  uint64_t id = iot_->Observe(shelf_only_.shelf_id, [&](const ShelfFlags&) { notified.fetch_add(1); });
+  IotCaller c = MqttCaller("sensor-a");
+  c.api_key = key_;
+  ASSERT_EQ(Call([&](auto done) { iot_->GetShelfFlags(c, shelf_only_.shelf_id, done); }).code, StatusCode::kOk);
+  int baseline = notified.load();
+  ASSERT_EQ(Telemetry("sensor-a", key_, 1, static_cast<uint32_t>(shelf_only_.slot), 0).code, StatusCode::kOk);
+  EXPECT_EQ(notified.load(), baseline + 1) << "in stock → out of stock is a change";
+  ASSERT_EQ(Telemetry("sensor-a", key_, 2, static_cast<uint32_t>(shelf_only_.slot), 0).code, StatusCode::kOk);
+  EXPECT_EQ(notified.load(), baseline + 1) << "the same count again is not";
+  iot_->Unobserve(id);
+  ASSERT_EQ(Telemetry("sensor-a", key_, 3, static_cast<uint32_t>(shelf_only_.slot), 7).code, StatusCode::kOk);
+  EXPECT_EQ(notified.load(), baseline + 1);
+}
+
+TEST_F(IotBffTest, SkuQuestionIsOneBool) {
+  IotCaller c = MqttCaller("sensor-a");
+  c.api_key = key_;
+  IotReply out = Call([&](auto done) { iot_->GetSkuInStock(c, SeedOutOfStockSku(), done); });
+  ASSERT_EQ(out.code, StatusCode::kOk);
+  EXPECT_EQ(out.payload, EncodeBool(false));
+  IotReply in = Call([&](auto done) { iot_->GetSkuInStock(c, "SKU-10001", done); });
+  EXPECT_EQ(in.payload, EncodeBool(true));
+}
+
+}  // namespace
+}  // namespace bff

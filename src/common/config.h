@@ -19,7 +19,7 @@ struct Config {
     std::string coaps = "0.0.0.0:5684";     // IoT BFF, CoAP over DTLS-PSK
     int threads = 2;                        // Asio pool size
     int drain_timeout_ms = 10000;           // SIGTERM: time allowed for requests in flight
-    int http_threads = 64;                  // HTTP worker pool: one per keep-alive connection expected
+    int http_threads = 128;                 // HTTP worker pool: one per keep-alive connection expected, plus headroom
     int request_timeout_ms = 5000;          // deadline of one client request, across all its downstream calls
     int max_body_bytes = 16384;             // larger request bodies: 413
   } server;

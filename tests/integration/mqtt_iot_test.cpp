@@ -181,5 +181,68 @@ TEST_F(MqttIotTest, StockQueryAnswersOnTheDefaultTopic) {
   EXPECT_EQ(one, std::string("\xc2", 1)) << "out-of-stock sku answers false";
 }
 
+TEST_F(MqttIotTest, Mqtt5ResponseTopicAndCorrelationDataAreHonoured) {
+  auto sub = std::make_unique<ChildProcess>(
+      "/usr/bin/mosquitto_sub",
+      std::vector<std::string>{"-h", "127.0.0.1", "-p", std::to_string(broker_->port()), "-u", "sensor-a", "-P", key_a_, "-t",
+                               "iot/v1/sensor-a/reply/q1", "-q", "1", "-V", "mqttv5", "-F", "%x %D"},
+      dir_.path());
+  std::string file = dir_.path() + "/query";
+  std::ofstream(file, std::ios::binary) << EncodeStockQuery({key_a_, "", "SKU-10001"});
+  std::string got;
+  for (int attempt = 0; attempt < 30 && got.empty(); ++attempt) {
+    RunCommand(Mosq("mosquitto_pub", "sensor-a", key_a_) +
+                   "-q 1 -V mqttv5 -t iot/v1/sensor-a/stock/get -D publish response-topic iot/v1/sensor-a/reply/q1 "
+                   "-D publish correlation-data req-7 -f " + file,
+               nullptr);
+    if (WaitFor([&] { return !Trim(sub->Stdout()).empty(); }, std::chrono::milliseconds(700))) got = Trim(sub->Stdout());
+  }
+  ASSERT_FALSE(got.empty()) << "no answer on the response topic";
+  EXPECT_EQ(got.substr(0, 2), "c3") << got;  // true
+  EXPECT_NE(got.find("req-7"), std::string::npos) << "correlation data echoed: " << got;
+  // A response topic outside the device's own tree is not used; the default topic is.
+  auto fallback = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/stock");
+  std::string other;
+  for (int attempt = 0; attempt < 30 && other.empty(); ++attempt) {
+    RunCommand(Mosq("mosquitto_pub", "sensor-a", key_a_) +
+                   "-q 1 -V mqttv5 -t iot/v1/sensor-a/stock/get -D publish response-topic iot/v1/sensor-b/stock -f " + file,
+               nullptr);
+    if (WaitFor([&] { return !Trim(fallback->Stdout()).empty(); }, std::chrono::milliseconds(700))) other = Trim(fallback->Stdout());
+  }
+  EXPECT_EQ(other.substr(0, 2), "c3");
+}
+
+TEST_F(MqttIotTest, AFloodingDeviceIsRateLimitedWhileOthersAreServed) {
+  // Rates are per key: give the flooder a tiny bucket.
+  std::string out;
+  ASSERT_EQ(RunCommand(BinPath("bffd") + " keys add sensor-flood --shelf shelf-01-03 --rate 0.01 --burst 2 --data " + dir_.path(), &out), 0);
+  std::string flooder = Trim(out);
+  ASSERT_EQ(RunCommand(BinPath("bffd") + " keys export-mosquitto " + broker_dir_ + " --data " + dir_.path() + " 2>&1", &out), 0);
+  broker_->process().Signal(SIGHUP);
+  bffd_->process().Signal(SIGHUP);
+  auto errors = Subscribe("sensor-flood", flooder, "iot/v1/sensor-flood/error");
+  Telemetry f = Reading("sensor-flood", "shelf-01-03", 1, 0, 1, flooder);
+  std::string file = dir_.path() + "/flood";
+  std::ofstream(file, std::ios::binary) << EncodeTelemetry(f, true);
+  // The broker reloads its passwd on SIGHUP; retry until the flooder is let in and refused by bffd.
+  std::string err;
+  for (int attempt = 0; attempt < 30 && err.empty(); ++attempt) {
+    RunCommand(Mosq("mosquitto_pub", "sensor-flood", flooder) + "-q 1 -t iot/v1/sensor-flood/telemetry --repeat 50 -f " + file,
+               nullptr);
+    if (WaitFor([&] { return !Trim(errors->Stdout()).empty(); }, std::chrono::milliseconds(700))) {
+      err = Trim(errors->Stdout());
+    }
+  }
+  ASSERT_FALSE(err.empty());
+  std::string first;
+  HexDecode(err.substr(0, err.find('\n')), &first);
+  EXPECT_NE(first.find("\xa1" "e\xcd\x01\xad"), std::string::npos) << "e = 429: " << err.substr(0, 80);
+  EXPECT_NE(first.find("\xa1r"), std::string::npos) << "a retry hint";
+  // Meanwhile another device's reading is acknowledged.
+  auto ack = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/ack");
+  Telemetry t = Reading("sensor-a", shelf_only_.shelf_id, 100, 0, 3, key_a_);
+  EXPECT_FALSE(PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t, true), *ack).empty());
+}
+
 }  // namespace
 }  // namespace bff::testing

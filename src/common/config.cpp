@@ -289,8 +289,9 @@ Status ValidateConfig(const Config& c) {
   };
   check(CheckHostPort("server.http", c.server.http));
   check(CheckHostPort("server.admin", c.server.admin));
-  check(CheckHostPort("server.coap", c.server.coap));
-  check(CheckHostPort("server.coaps", c.server.coaps));
+  // An empty address turns that CoAP listener off.
+  if (!c.server.coap.empty()) check(CheckHostPort("server.coap", c.server.coap));
+  if (!c.server.coaps.empty()) check(CheckHostPort("server.coaps", c.server.coaps));
   check(CheckRange("server.threads", c.server.threads, 1, 256));
   check(CheckRange("server.drain_timeout_ms", c.server.drain_timeout_ms, 0, 600000));
   check(CheckRange("server.http_threads", c.server.http_threads, 1, 10000));

@@ -15,6 +15,9 @@
 namespace bff {
 namespace {
 
+// "127.0.0.1:5683" -> "127.0.0.1"; "[::1]:5683" -> "[::1]".
+std::string HostOf(const std::string& host_port) { return host_port.substr(0, host_port.rfind(':')); }
+
 constexpr int kDemoShelfPage = 200;
 constexpr auto kStartupCallTimeout = std::chrono::seconds(10);
 
@@ -38,6 +41,7 @@ Daemon::Daemon(Config config)
 
 Daemon::~Daemon() {
   if (mqtt_) mqtt_->Stop(milliseconds(0));
+  if (coap_) coap_->Stop();
   if (key_registry_) key_registry_->Stop();
   if (admin_) admin_->Stop();
   if (domain_) domain_->ReleaseHeld();
@@ -130,6 +134,8 @@ Status Daemon::Start() {
   log::Info("bffd ready", {{"version", VersionString()},
                            {"admin", "http://" + hp->first + ":" + std::to_string(admin_->port())},
                            {"http", "http://" + http_hp->first + ":" + std::to_string(http_->port())},
+                           {"coap", coap_port() ? "coap://" + HostOf(config_.server.coap) + ":" + std::to_string(coap_port()) : ""},
+                           {"coaps", coaps_port() ? "coaps://" + HostOf(config_.server.coaps) + ":" + std::to_string(coaps_port()) : ""},
                            {"domain", config_.domain.mode},
                            {"data_dir", config_.data_dir},
                            {"threads", config_.server.threads}});
@@ -217,6 +223,26 @@ Status Daemon::StartIot() {
     auto mqtt = MqttAdapter::Start(o, *iot_, scheduler_);
     if (!mqtt.ok()) return Status(mqtt.status().code(), "mqtt.uri: " + mqtt.status().message());
     mqtt_ = std::move(mqtt).value();
+  }
+  if (!config_.server.coap.empty() || !config_.server.coaps.empty()) {
+    CoapServerOptions o;
+    o.coap_address = config_.server.coap;
+    o.coaps_address = config_.server.coaps;
+    o.max_age_s = config_.iot.stock_freshness_s;
+    o.max_payload_bytes = static_cast<size_t>(config_.iot.max_payload_bytes);
+    // The DTLS handshake needs the key itself: the store opens its sealed copy, for active devices only.
+    ApiKeyStore* keys = keys_.get();
+    auto coap = CoapServer::Start(o, *iot_, [keys](const std::string& device) -> std::string {
+      auto psk = keys->DtlsPsk(device);
+      return psk.ok() ? *psk : std::string();
+    });
+    if (!coap.ok()) {
+      std::string key = config_.server.coaps.empty() || coap.status().message().find("DTLS") == std::string::npos
+                            ? "server.coap"
+                            : "server.coaps";
+      return Status(coap.status().code(), key + ": " + coap.status().message());
+    }
+    coap_ = std::move(coap).value();
   }
   return Status::Ok();
 }
@@ -332,6 +358,7 @@ void Daemon::Drain() {
   }
   size_t abandoned = in_flight();
   if (mqtt_) mqtt_->Stop(milliseconds(std::max<int64_t>(0, MillisUntil(deadline, Clock::now()))));
+  if (coap_) coap_->Stop();
   if (key_registry_) key_registry_->Stop();
   if (domain_) domain_->ReleaseHeld();  // answers held by "hang" faults must not block the exit
   http_stop.join();

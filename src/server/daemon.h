@@ -17,6 +17,7 @@
 #include "common/config.h"
 #include "clients/iot/iot_bff.h"
 #include "protocols/http/http_server.h"
+#include "protocols/coap/coap_server.h"
 #include "protocols/mqtt/mqtt_adapter.h"
 #include "security/key_registry.h"
 #include "security/rate_limiter.h"
@@ -47,6 +48,8 @@ class Daemon {
 
   uint16_t admin_port() const { return admin_ ? admin_->port() : 0; }
   uint16_t http_port() const { return http_ ? http_->port() : 0; }
+  uint16_t coap_port() const { return coap_ ? coap_->coap_port() : 0; }
+  uint16_t coaps_port() const { return coap_ ? coap_->coaps_port() : 0; }
   DownstreamClients& clients() { return *clients_; }
   Scheduler& scheduler() { return scheduler_; }
   const Config& config() const { return config_; }
@@ -86,6 +89,7 @@ class Daemon {
   std::unique_ptr<TokenBucketLimiter> limiter_;
   std::unique_ptr<IotBff> iot_;
   std::unique_ptr<MqttAdapter> mqtt_;
+  std::unique_ptr<CoapServer> coap_;
   std::unique_ptr<boost::asio::signal_set> signals_;
   std::string demo_keys_file_;
 

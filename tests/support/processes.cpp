@@ -1,6 +1,7 @@
 // Process fixtures for integration tests.
 #include "support/processes.h"
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <future>
@@ -38,13 +39,11 @@ DomainProcess::DomainProcess(const std::string& data_dir, const std::vector<std:
 
 BffdProcess::BffdProcess(const std::string& data_dir, const std::vector<std::string>& extra_args) {
   std::vector<std::string> args = {"--data", data_dir};
-  bool has_admin = false, has_http = false;
-  for (auto& a : extra_args) {
-    has_admin = has_admin || a == "--admin";
-    has_http = has_http || a == "--http";
+  auto has = [&](const char* flag) { return std::find(extra_args.begin(), extra_args.end(), flag) != extra_args.end(); };
+  // Every listener on a free loopback port unless the test names one: tests run in parallel.
+  for (const char* flag : {"--admin", "--http", "--coap", "--coaps"}) {
+    if (!has(flag)) args.insert(args.end(), {flag, "127.0.0.1:0"});
   }
-  if (!has_admin) args.insert(args.end(), {"--admin", "127.0.0.1:0"});
-  if (!has_http) args.insert(args.end(), {"--http", "127.0.0.1:0"});
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   proc_ = std::make_unique<ChildProcess>(BinPath("bffd"), args, data_dir);
   WaitFor(
@@ -54,6 +53,10 @@ BffdProcess::BffdProcess(const std::string& data_dir, const std::vector<std::str
         std::string http = LogField(log, "bffd ready", "http");
         if (!admin.empty()) admin_port_ = static_cast<uint16_t>(std::stoi(admin.substr(admin.rfind(':') + 1)));
         if (!http.empty()) http_port_ = static_cast<uint16_t>(std::stoi(http.substr(http.rfind(':') + 1)));
+        std::string coap = LogField(log, "bffd ready", "coap");
+        std::string coaps = LogField(log, "bffd ready", "coaps");
+        if (!coap.empty()) coap_port_ = static_cast<uint16_t>(std::stoi(coap.substr(coap.rfind(':') + 1)));
+        if (!coaps.empty()) coaps_port_ = static_cast<uint16_t>(std::stoi(coaps.substr(coaps.rfind(':') + 1)));
         return admin_port_ != 0 || !proc_->running();
       },
       std::chrono::seconds(60));

@@ -40,6 +40,8 @@ class BffdProcess {
   bool ready() const { return admin_port_ != 0; }
   uint16_t admin_port() const { return admin_port_; }
   uint16_t http_port() const { return http_port_; }
+  uint16_t coap_port() const { return coap_port_; }    // 0 when off
+  uint16_t coaps_port() const { return coaps_port_; }  // 0 when off
   std::string admin_url() const { return "http://127.0.0.1:" + std::to_string(admin_port_); }
   std::string http_url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   ChildProcess& process() { return *proc_; }
@@ -48,6 +50,8 @@ class BffdProcess {
   std::unique_ptr<ChildProcess> proc_;
   uint16_t admin_port_ = 0;
   uint16_t http_port_ = 0;
+  uint16_t coap_port_ = 0;
+  uint16_t coaps_port_ = 0;
 };
 
 // A blocking HTTP/1.1 client over our HttpTransport, for tests only.

@@ -12,6 +12,11 @@ namespace {
 using nlohmann::json;
 
 constexpr int kInventoryRetryAfterS = 30;
+// A device with several readings outstanding may see a later one accepted while an earlier one waits
+// for its retry (inventory timed out on it): a seq this far below the highest accepted is still taken.
+// Further back means the device's counter went backwards (a reset); inventory is idempotent on
+// (device, seq), so taking it would acknowledge new readings as old duplicates and lose them.
+constexpr uint64_t kSeqReorderWindow = 1024;
 
 }  // namespace
 
@@ -101,7 +106,7 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = highest_seq_.find(device);
-    if (it != highest_seq_.end() && t->seq < it->second) {
+    if (it != highest_seq_.end() && t->seq < it->second && it->second - t->seq > kSeqReorderWindow) {
       uint64_t last = it->second;
       // A lower seq than one already accepted is not a retransmission of anything unacknowledged.
       counters_.bad_payloads.fetch_add(1);

@@ -38,11 +38,12 @@ IotBff::IotBff(const Config& config, DownstreamClients& clients, Scheduler& sche
       keys_(keys),
       limiter_(limiter) {}
 
-IotReply IotBff::Error(StatusCode code, const std::string& message, int retry_after_s) {
+IotReply IotBff::Error(StatusCode code, const std::string& message, int retry_after_s, std::optional<uint64_t> seq) {
   IotReply r;
   r.code = code;
   r.retry_after_s = retry_after_s;
-  r.payload = EncodeError(CoapCodeFor(code), message, retry_after_s);
+  if (seq) r.seq = *seq;
+  r.payload = EncodeError(CoapCodeFor(code), message, retry_after_s, seq);
   return r;
 }
 
@@ -61,19 +62,19 @@ StatusOr<ApiKeyRecord> IotBff::Authenticate(const std::string& device_id, const 
 }
 
 StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string& device_id, const std::string& key,
-                                     IotReply* error) {
+                                     IotReply* error, std::optional<uint64_t> seq) {
   auto record = Authenticate(device_id, key);
   if (!record.ok()) {
     counters_.auth_failures.fetch_add(1);
     log::Info("iot: key refused", {{"device", device_id}, {"transport", IotTransportName(caller.transport)}},
               caller.trace.trace_id);
-    *error = Error(StatusCode::kUnauthenticated, "unknown device or wrong key");
+    *error = Error(StatusCode::kUnauthenticated, "unknown device or wrong key", 0, seq);
     return record.status();
   }
   RateDecision d = limiter_.Acquire(device_id, record->rate_per_s, record->burst);
   if (!d.allowed) {
     counters_.rate_limited.fetch_add(1);
-    *error = Error(StatusCode::kResourceExhausted, "rate limited", d.retry_after_s);
+    *error = Error(StatusCode::kResourceExhausted, "rate limited", d.retry_after_s, seq);
     return Status(StatusCode::kResourceExhausted, "rate limited");
   }
   return record;
@@ -94,14 +95,14 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
   std::string device = caller.device_id.empty() ? t->device_id : caller.device_id;
   if (!caller.device_id.empty() && t->device_id != caller.device_id) {
     counters_.bad_payloads.fetch_add(1);
-    return reject(Error(StatusCode::kPermissionDenied, "payload device does not match the sender"));
+    return reject(Error(StatusCode::kPermissionDenied, "payload device does not match the sender", 0, t->seq));
   }
   std::string key = !caller.api_key.empty() ? caller.api_key : t->api_key;
   IotReply error;
-  auto record = Admit(caller, device, key, &error);
+  auto record = Admit(caller, device, key, &error, t->seq);
   if (!record.ok()) return reject(std::move(error));
   if (!record->MayRead(t->shelf_id)) {
-    return reject(Error(StatusCode::kPermissionDenied, "shelf " + t->shelf_id + " is not allowed for this device"));
+    return reject(Error(StatusCode::kPermissionDenied, "shelf " + t->shelf_id + " is not allowed for this device", 0, t->seq));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -111,7 +112,7 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
       // A lower seq than one already accepted is not a retransmission of anything unacknowledged.
       counters_.bad_payloads.fetch_add(1);
       IotReply r = Error(StatusCode::kInvalidArgument,
-                         "seq went backwards: " + std::to_string(t->seq) + " after " + std::to_string(last));
+                         "seq went backwards: " + std::to_string(t->seq) + " after " + std::to_string(last), 0, t->seq);
       counters_.telemetry_rejected.fetch_add(1);
       return done(std::move(r));
     }
@@ -131,11 +132,11 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
         if (!accepted.ok()) {
           if (accepted.status().code() == StatusCode::kInvalidArgument || accepted.status().code() == StatusCode::kNotFound) {
             counters_.telemetry_rejected.fetch_add(1);
-            return done(Error(accepted.status().code(), accepted.status().message()));
+            return done(Error(accepted.status().code(), accepted.status().message(), 0, tel.seq));
           }
           // Inventory unreachable: no acknowledgement, the device keeps the reading and retries.
           counters_.telemetry_unacknowledged.fetch_add(1);
-          IotReply r = Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS);
+          IotReply r = Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS, tel.seq);
           r.acknowledge = false;
           log::Warn("iot: reading not acknowledged", {{"device", device}, {"seq", tel.seq}, {"reason", accepted.status().message()}},
                     ctx.trace.trace_id);

@@ -89,12 +89,15 @@ class IotBff {
 
  private:
   // Auth (unless proven), rate limit; the record on success, or a finished error reply.
-  StatusOr<ApiKeyRecord> Admit(const IotCaller& caller, const std::string& device_id, const std::string& key, IotReply* error);
+  StatusOr<ApiKeyRecord> Admit(const IotCaller& caller, const std::string& device_id, const std::string& key, IotReply* error,
+                               std::optional<uint64_t> seq = std::nullopt);
   // Current flags of a shelf: from the cache while fresh, else from inventory.
   void Flags(const RequestContext& ctx, const std::string& shelf_id, bool force_refresh,
              std::function<void(StatusOr<std::shared_ptr<const ShelfFlags>>)> done);
   void Publish(const std::string& shelf_id, const std::shared_ptr<const ShelfFlags>& flags);
-  IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0);
+  // `seq`: the refused reading's, when known (telemetry), so the device can tell which one.
+  IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0,
+                 std::optional<uint64_t> seq = std::nullopt);
   RequestContext ContextFor(const IotCaller& caller, const std::string& device_id) const;
 
   Config::Iot options_;

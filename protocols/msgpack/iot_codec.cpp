@@ -235,10 +235,10 @@ std::string EncodeAck(uint64_t seq, const std::optional<std::string>& encoded_fl
   return buf.data;
 }
 
-std::string EncodeError(int code, std::string_view message, int retry_after_s) {
+std::string EncodeError(int code, std::string_view message, int retry_after_s, std::optional<uint64_t> seq) {
   StringBuffer buf;
   msgpack::packer<StringBuffer> pk(buf);
-  pk.pack_map(retry_after_s > 0 ? 3 : 2);
+  pk.pack_map(2 + (retry_after_s > 0 ? 1 : 0) + (seq ? 1 : 0));
   pk.pack_str(1);
   pk.pack_str_body("e", 1);
   pk.pack_int(code);
@@ -252,6 +252,11 @@ std::string EncodeError(int code, std::string_view message, int retry_after_s) {
     pk.pack_int(retry_after_s);
   }
   return buf.data;
+  if (seq) {
+    pk.pack_str(1);
+    pk.pack_str_body("q", 1);
+    pk.pack_uint64(*seq);
+  }
 }
 
 std::string EncodeTelemetry(const Telemetry& t, bool include_key) {

@@ -50,9 +50,11 @@ std::string EncodeShelfFlags(uint64_t version, const std::vector<bool>& in_stock
 std::string EncodeBool(bool value);
 // MQTT acknowledgement: {"q": seq} plus "f": <shelf flags> when `flags` is given (already encoded).
 std::string EncodeAck(uint64_t seq, const std::optional<std::string>& encoded_flags);
-// Error map: {"e": code, "m": message} plus "r": retry_after_s when > 0. `code` is the CoAP-style number
-// (400, 401, 403, 404, 413, 429, 503, ...).
-std::string EncodeError(int code, std::string_view message, int retry_after_s = 0);
+// Error map: {"e": code, "m": message} plus "r": retry_after_s when > 0, and "q": the refused reading's
+// seq when it is known (telemetry that decoded), so a device with several readings outstanding knows
+// which one. `code` is the CoAP-style number (400, 401, 403, 404, 413, 429, 503, ...).
+std::string EncodeError(int code, std::string_view message, int retry_after_s = 0,
+                        std::optional<uint64_t> seq = std::nullopt);
 
 // Encoding helpers for tests and the simulator.
 std::string EncodeTelemetry(const Telemetry& t, bool include_key);

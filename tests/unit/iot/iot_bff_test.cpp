@@ -123,7 +123,10 @@ TEST_F(IotBffTest, RetransmissionIsIdempotentAndSeqGoingBackwardsIsRefused) {
 TEST_F(IotBffTest, KeysAndShelvesAreEnforced) {
   EXPECT_EQ(Telemetry("sensor-a", std::string(32, '0'), 1, 0, 1).code, StatusCode::kUnauthenticated);
   EXPECT_EQ(Telemetry("sensor-ghost", key_, 1, 0, 1).code, StatusCode::kUnauthenticated) << "unknown device";
-  EXPECT_EQ(Telemetry("sensor-a", key_, 1, 0, 1, std::nullopt, "shelf-50-20").code, StatusCode::kPermissionDenied);
+  IotReply forbidden = Telemetry("sensor-a", key_, 1, 0, 1, std::nullopt, "shelf-50-20");
+  EXPECT_EQ(forbidden.code, StatusCode::kPermissionDenied);
+  EXPECT_EQ(forbidden.payload, EncodeError(403, "shelf shelf-50-20 is not allowed for this device", 0, 1))
+      << "the error map names the refused reading's seq";
   ASSERT_TRUE(store_->Revoke("sensor-a").ok());
   registry_->Reload();
   EXPECT_EQ(Telemetry("sensor-a", key_, 2, 0, 1).code, StatusCode::kUnauthenticated) << "revoked";

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "domain/domain_services.h"
-#include "domain/rng.h"
+#include "common/rng.h"
 
 namespace bff::domain {
 

@@ -7,15 +7,13 @@
 #include <string_view>
 
 #include "domain/http_util.h"
-#include "domain/rng.h"
+#include "common/rng.h"
 
 namespace bff {
 namespace {
 
 using domain::FormatCents;
 using domain::FormatRfc3339;
-using domain::MixSeed;
-using domain::Rng;
 
 constexpr uint64_t kSeed = 0x5EEDBFFD20260105ULL;
 // Stream purposes for MixSeed: each part of the data set draws from its own stream.

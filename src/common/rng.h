@@ -1,9 +1,10 @@
-// A tiny deterministic PRNG (splitmix64) whose output is the same on every platform and library.
+// A tiny deterministic PRNG (splitmix64) whose output is the same on every platform and library: seed
+// data, fault rolls and the firmware simulator draw from it.
 #pragma once
 
 #include <cstdint>
 
-namespace bff::domain {
+namespace bff {
 
 class Rng {
  public:
@@ -35,4 +36,4 @@ inline uint64_t MixSeed(uint64_t base, uint64_t purpose, uint64_t index) {
   return r.Next();
 }
 
-}  // namespace bff::domain
+}  // namespace bff

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
   FleetOptions fleet;
   size_t devices = 0, provision = 0, revoke = 0, buffer = fleet.device.buffer_capacity, window = fleet.device.window;
   double duration_s = 0, interval_s = 10, timeout_s = 5, drain_s = 15, provision_rate = 1, provision_burst = 60;
+  double backoff_max_s = 60;
   uint64_t seed = 1;
   bool quiet = false;
 
@@ -64,6 +65,8 @@ int main(int argc, char** argv) {
   app.add_option("--buffer", buffer, "unacknowledged readings a device keeps; past it the oldest is dropped (counted)")
       ->capture_default_str();
   app.add_option("--timeout", timeout_s, "seconds a device waits for one acknowledgement")->capture_default_str();
+  app.add_option("--backoff-max", backoff_max_s, "longest back-off of a device, seconds (from 1 s, doubling)")
+      ->capture_default_str();
   app.add_option("--drain", drain_s, "seconds after --duration to deliver buffered readings")->capture_default_str();
   app.add_option("--seed", seed, "seed of every random choice (shoppers, jitter, faults): same seed, same run")
       ->capture_default_str();
@@ -145,6 +148,8 @@ int main(int argc, char** argv) {
   fleet.timeout = std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000));
   fleet.drain = std::chrono::milliseconds(static_cast<int64_t>(drain_s * 1000));
   fleet.device.buffer_capacity = buffer;
+  fleet.device.backoff_max = std::chrono::milliseconds(static_cast<int64_t>(backoff_max_s * 1000));
+  fleet.device.backoff_min = std::min(fleet.device.backoff_min, fleet.device.backoff_max);
   fleet.device.window = window;
   fleet.progress_tty = isatty(STDERR_FILENO) != 0;
   fleet.progress_every = std::chrono::milliseconds(fleet.progress_tty ? 1000 : 5000);

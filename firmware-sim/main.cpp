@@ -155,6 +155,14 @@ int main(int argc, char** argv) {
   fleet.progress_every = std::chrono::milliseconds(fleet.progress_tty ? 1000 : 5000);
   if (!quiet) fleet.progress = &std::cerr;
 
+  // Ctrl-C / SIGTERM: stop taking readings, deliver what is in flight for a moment, save the state.
+  // Blocked before any link starts a thread, so that only the waiter below ever takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
   std::vector<std::unique_ptr<Link>> links;
   for (const std::string& p : Split(protocol, ',')) {
     bff::StatusOr<std::unique_ptr<Link>> l = bff::InvalidArgument("--protocol: mqtt, coap or coaps, got " + p);
@@ -172,12 +180,6 @@ int main(int argc, char** argv) {
     raw.push_back(links[k].get());
   }
 
-  // Ctrl-C / SIGTERM: stop taking readings, deliver what is in flight for a moment, save the state.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   Fleet f(fleet, *identities, raw);
   std::thread waiter([&] {
     int sig = 0;

@@ -584,24 +584,26 @@ class MqttLoad {
 
   void OnError(MqttDevice& d, std::string_view payload) {
     int code = 0;
+    std::optional<uint64_t> seq;
     try {
       msgpack::object_handle oh = msgpack::unpack(payload.data(), payload.size());
       const msgpack::object& o = oh.get();
-      if (o.type == msgpack::type::MAP) {
-        for (uint32_t i = 0; i < o.via.map.size; ++i) {
-          const auto& kv = o.via.map.ptr[i];
-          if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == "e" &&
-              kv.val.type == msgpack::type::POSITIVE_INTEGER) {
-            code = static_cast<int>(kv.val.via.u64);
-          }
-        }
+      for (uint32_t i = 0; o.type == msgpack::type::MAP && i < o.via.map.size; ++i) {
+        const auto& kv = o.via.map.ptr[i];
+        if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::POSITIVE_INTEGER) continue;
+        std::string_view k(kv.key.via.str.ptr, kv.key.via.str.size);
+        if (k == "e") code = static_cast<int>(kv.val.via.u64);
+        if (k == "q") seq = kv.val.via.u64;
       }
     } catch (const std::exception&) {
     }
     ++stats_.errors[code];
-    // An error map names no seq; the oldest reading is taken as the refused one, so the window moves on.
-    if (!d.outstanding.empty()) {
-      d.outstanding.pop_front();
+    // The refused reading leaves the window (it is counted as not acknowledged); an error map without
+    // "q" is taken to refer to the oldest one.
+    auto it = seq ? std::find_if(d.outstanding.begin(), d.outstanding.end(), [&](const Reading& r) { return r.seq == *seq; })
+                  : d.outstanding.begin();
+    if (it != d.outstanding.end()) {
+      d.outstanding.erase(it);
       ++stats_.refused;
     }
   }

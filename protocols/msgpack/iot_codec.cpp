@@ -251,12 +251,12 @@ std::string EncodeError(int code, std::string_view message, int retry_after_s, s
     pk.pack_str_body("r", 1);
     pk.pack_int(retry_after_s);
   }
-  return buf.data;
   if (seq) {
     pk.pack_str(1);
     pk.pack_str_body("q", 1);
     pk.pack_uint64(*seq);
   }
+  return buf.data;
 }
 
 std::string EncodeTelemetry(const Telemetry& t, bool include_key) {

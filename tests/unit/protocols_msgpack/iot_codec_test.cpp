@@ -67,6 +67,10 @@ TEST(IotCodecTest, AckAndErrorMaps) {
   std::string err = EncodeError(429, "rate limited", 12);
   EXPECT_EQ(err.substr(0, 1), "\x83");
   EXPECT_NE(err.find("rate limited"), std::string::npos);
+  // Byte for byte, so that a header counting more entries than follow cannot pass.
+  EXPECT_EQ(EncodeError(403, "no", 0, 7), std::string("\x83\xa1" "e\xcd\x01\x93\xa1m\xa2no\xa1q\x07", 14));
+  EXPECT_EQ(EncodeError(429, "x", 5, 300), std::string("\x84\xa1" "e\xcd\x01\xad\xa1m\xa1x\xa1r\x05\xa1q\xcd\x01\x2c", 18));
+  EXPECT_EQ(EncodeError(400, "y"), std::string("\x82\xa1" "e\xcd\x01\x90\xa1m\xa1y", 10));
 }
 
 TEST(IotCodecTest, StockQueries) {

@@ -1,5 +1,5 @@
-// The simulator's links (MQTT through mosquitto, CoAP, CoAP over DTLS-PSK) against a real mosquitto and a
-// real bffd: every answer kind a device can get, several readings outstanding at once, and Stop().
+// Tests for firmware-sim's links (MQTT, CoAP, CoAPS) against a real mosquitto and a real bffd: every answer
+// kind a device can get, several readings outstanding at once, and Stop().
 #include "firmware-sim/link.h"
 
 #include <gtest/gtest.h>

@@ -267,7 +267,14 @@ class Fleet::Impl {
       ++p.acknowledged;
       all_latency_.Add(ms);
     }
+    std::vector<bool> leds_before = m.device->leds();
     Verdict v = m.device->OnAnswer(seq, a, SimClock::now());
+    if (m.device->leds() != leds_before && log::Enabled(log::Level::kInfo)) {
+      // The device's slot LEDs: lit (1) = in stock.
+      std::string leds;
+      for (bool lit : m.device->leds()) leds += lit ? '1' : '0';
+      log::Info("firmware-sim: leds", {{"device", m.device->identity().device_id}, {"version", m.device->version()}, {"leds", leds}});
+    }
     if (v == Verdict::kDropped && log::Enabled(log::Level::kInfo)) {
       // A device logs, backs off and moves on; the fleet keeps its log readable.
       if (++logged_rejections_ <= kMaxLoggedRejections) {

@@ -17,6 +17,9 @@
 
 namespace {
 
+// How long the fleet waits for every device's connection before its first wake.
+constexpr int kConnectPatienceS = 60;
+
 std::vector<std::string> Split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::stringstream in(s);
@@ -179,6 +182,18 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(std::string(links[k]->protocol()) + ": " + s.message());
     raw.push_back(links[k].get());
   }
+  // Readings sent before a device's connection is up fail at once and wait out a back-off: let the
+  // fleet connect first (devices that cannot, keep trying while the run goes on).
+  auto all_connected = [&] {
+    size_t up = 0;
+    for (auto& l : links) up += l->connected();
+    return up >= identities->size();
+  };
+  auto connect_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(kConnectPatienceS);
+  while (!all_connected() && std::chrono::steady_clock::now() < connect_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!all_connected()) std::fprintf(stderr, "firmware-sim: not every device is connected yet; starting anyway\n");
 
   Fleet f(fleet, *identities, raw);
   std::thread waiter([&] {

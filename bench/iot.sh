@@ -5,10 +5,10 @@
 #   (a) MQTT telemetry at QoS 1 from many devices (a bounded window of readings outstanding each), through
 #       mosquitto into bffd with the embedded inventory: readings acknowledged per second (the device sees
 #       iot/v1/{device}/ack), against what mosquitto_sub (QoS 1, iot/v1/+/telemetry) drains from an identical
-#       broker fed by the same publisher with the same window. Every reading must be acknowledged; the
-#       inventory's shelf_readings table must hold every one. A second, diagnostic ceiling: the same round trip
-#       with a responder that acks every reading at once (bench_iot_load mqtt-echo), which shows how much of
-#       the exchange is the broker's.
+#       broker fed by the same publisher with the same window. Every reading must be acknowledged (devices
+#       send a reading again, same seq, after 5 s of silence); shelf_readings must hold every one. A second,
+#       diagnostic ceiling: the same round trip with a responder that acks every reading at once
+#       (bench_iot_load mqtt-echo), which shows how much of the exchange is the broker's.
 #   (b) CoAP CON GET /s/{shelf}?d=&k= with a fixed number outstanding: bffd against libcoap's example server
 #       (coap-server-openssl) answering each shelf's very bytes, same load client; req/s and p99.
 #   (c) bffd's resident memory with 10,000 device keys (each used once) and 1,000 CoAP observers.
@@ -50,6 +50,7 @@ readonly KEY_RATE=100000
 readonly KEY_BURST=100000
 readonly START_TIMEOUT_S=120       # first start seeds the data directory
 readonly DRAIN_TIMEOUT_S=30        # after a run, how long the last readings may take to be acknowledged
+readonly RESEND_AFTER_S=5          # a device sends a reading again after this long without its ack
 readonly CEILING_MAX_RESOURCES=20000  # coap-server's dynamic resources (one per shelf)
 readonly SINGLE_DURATION_S=5      # the one-device latency runs
 readonly KEYS_ADD_SAMPLES=5        # `bffd keys add` calls timed to show what provisioning one by one costs
@@ -287,7 +288,7 @@ mqtt_run() {
   if [ "$target" = bffd ]; then port="$MQTT_BROKER_PORT"; broker_pid="$MQTT_BROKER_PID"
   else port="$CEILING_BROKER_PORT"; broker_pid="$CEILING_BROKER_PID"; fi
   args=(mqtt --broker "127.0.0.1:$port" --keys "$WORK/keys.txt" --devices "$devices" --window "$window"
-        --warmup "$warmup" --duration "$duration" --drain-timeout "$DRAIN_TIMEOUT_S")
+        --warmup "$warmup" --duration "$duration" --drain-timeout "$DRAIN_TIMEOUT_S" --resend-after "$RESEND_AFTER_S")
   if [ "$target" = ceiling ]; then
     args+=(-- mosquitto_sub -h 127.0.0.1 -p "$port" -u bffd -P "$MQTT_PASSWORD" -V mqttv5 -q 1
            -i bench-ceiling -t 'iot/v1/+/telemetry' -F '%t')
@@ -337,7 +338,7 @@ bench_mqtt() {
   done
   log "load before the runs: $(machine_load)"
   declare -A rates=() p50s=() p99s=()
-  local lost_total=0 errors="" ceiling_lost=""
+  local lost_total=0 resent_total=0 errors="" ceiling_lost=""
   for r in $(seq "$ROUNDS"); do
     # Interleaved, so a disturbance on the machine hits all alike.
     for t in bffd echo ceiling; do
@@ -350,10 +351,11 @@ bench_mqtt() {
       if [ "$t" = bffd ]; then
         PUBLISHED_TO_BFFD=$((PUBLISHED_TO_BFFD + $(json_field "$line" published)))
         lost_total=$((lost_total + $(json_field "$line" lost)))
+        resent_total=$((resent_total + $(json_field "$line" resent)))
         [ "$(json_object "$line" errors)" = "{}" ] || errors+="round $r: $(json_object "$line" errors) "
       fi
     done
-    log "round $r: bffd $(json_field "$(cat "$WORK/mqtt-bffd-$r.json")" rate)/s (lost $(json_field "$(cat "$WORK/mqtt-bffd-$r.json")" lost)), echo $(json_field "$(cat "$WORK/mqtt-echo-$r.json")" rate)/s, ceiling $(json_field "$(cat "$WORK/mqtt-ceiling-$r.json")" rate)/s"
+    log "round $r: bffd $(json_field "$(cat "$WORK/mqtt-bffd-$r.json")" rate)/s (lost $(json_field "$(cat "$WORK/mqtt-bffd-$r.json")" lost), resent $(json_field "$(cat "$WORK/mqtt-bffd-$r.json")" resent)), echo $(json_field "$(cat "$WORK/mqtt-echo-$r.json")" rate)/s, ceiling $(json_field "$(cat "$WORK/mqtt-ceiling-$r.json")" rate)/s"
     log "  bffd threads: $(cat "$WORK/mqtt-bffd-$r.threads")"
     for t in bffd echo ceiling; do log "  CPU, $t run: $(cat "$WORK/mqtt-$t-$r.cpu")"; done
   done
@@ -399,7 +401,8 @@ bench_mqtt() {
   printf 'one device, one reading at a time: bffd p50 %s ms, p99 %s ms (%s readings/s); echo p50 %s ms, p99 %s ms\n' \
     "$(json_field "$single_b" p50_ms)" "$(json_field "$single_b" p99_ms)" "$(json_field "$single_b" rate)" \
     "$(json_field "$single_e" p50_ms)" "$(json_field "$single_e" p99_ms)"
-  printf 'readings not acknowledged: %s; error replies: %s; %s\n' "$lost_total" "${errors:-none}" "$stored"
+  printf 'readings never acknowledged: %s; sent again after %ss without an ack: %s; error replies: %s; %s\n' \
+    "$lost_total" "$RESEND_AFTER_S" "$resent_total" "${errors:-none}" "$stored"
   local drops_b drops_c
   drops_b="$(grep -c 'Outgoing messages are being dropped' "$WORK/broker.err" || true)"
   drops_c="$(grep -c 'Outgoing messages are being dropped' "$WORK/broker-ceiling.err" || true)"

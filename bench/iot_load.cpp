@@ -70,6 +70,7 @@ constexpr auto kProbeInterval = std::chrono::milliseconds(100);
 constexpr auto kProbeTimeout = std::chrono::seconds(10);
 constexpr int kMqttKeepAliveS = 0;         // runs are short; no PINGREQ traffic in the figures
 constexpr size_t kSlotsPerReading = 4;
+constexpr auto kResendCheckInterval = std::chrono::milliseconds(100);
 
 constexpr auto kCoapAckTimeout = std::chrono::seconds(2);  // RFC 7252 ACK_TIMEOUT
 constexpr int kCoapMaxRetransmit = 4;                      // RFC 7252 MAX_RETRANSMIT
@@ -312,7 +313,8 @@ uint16_t GetU16(std::string_view s, size_t at) {
 
 struct Reading {
   uint64_t seq;
-  TimePoint sent;
+  TimePoint sent;     // first sent: latencies count from here
+  TimePoint last_tx;  // last sent: resends count from here
 };
 
 struct MqttDevice {
@@ -330,15 +332,20 @@ struct MqttDevice {
 };
 
 struct MqttStats {
-  uint64_t published = 0, acknowledged = 0, measured = 0, refused = 0, unknown_acks = 0;
+  uint64_t published = 0, acknowledged = 0, measured = 0, refused = 0, unknown_acks = 0, resent = 0;
   std::map<int, uint64_t> errors;  // "e" of error maps
 };
 
 class MqttLoad {
  public:
   MqttLoad(sockaddr_in broker, std::vector<DeviceKey> keys, int devices, int window, std::vector<std::string> receipts_cmd,
-           std::string label)
-      : broker_(broker), keys_(std::move(keys)), window_(window), receipts_cmd_(std::move(receipts_cmd)), label_(std::move(label)) {
+           std::string label, double resend_after_s)
+      : broker_(broker),
+        keys_(std::move(keys)),
+        window_(window),
+        receipts_cmd_(std::move(receipts_cmd)),
+        label_(std::move(label)),
+        resend_after_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(resend_after_s))) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_ < 0) DieErrno("epoll_create1");
     // Seqs keep increasing across runs against the same bffd: a lower one would be refused.
@@ -360,12 +367,17 @@ class MqttLoad {
     phases_ = &phases;
     for (auto& d : devices_) Fill(d, phases.start);
     for (auto& d : devices_) Flush(d);
+    TimePoint next_resend_check = phases.start;
     while (!g_stop.load()) {
       TimePoint now = Clock::now();
       if (!phases.loading(now)) {
         if (Outstanding() == 0 || now - phases.measure_to > std::chrono::duration<double>(drain_s)) break;
       }
       Poll(20);
+      if (now >= next_resend_check) {
+        ResendOverdue(now);
+        next_resend_check = now + kResendCheckInterval;
+      }
     }
     double drained_s = Seconds(Clock::now() - phases.measure_to);
     for (auto& d : devices_) Disconnect(d);
@@ -375,12 +387,12 @@ class MqttLoad {
     for (auto& [code, n] : stats_.errors) errors += (errors.empty() ? "" : ",") + ("\"" + std::to_string(code) + "\":" + std::to_string(n));
     std::printf(
         "{\"mode\":\"mqtt\",\"target\":\"%s\",\"devices\":%zu,\"window\":%d,\"rate\":%.1f,\"published\":%lu,"
-        "\"acknowledged\":%lu,\"lost\":%lu,\"refused\":%lu,\"unknown_acks\":%lu,\"errors\":{%s},\"p50_ms\":%.2f,"
+        "\"acknowledged\":%lu,\"lost\":%lu,\"resent\":%lu,\"refused\":%lu,\"unknown_acks\":%lu,\"errors\":{%s},\"p50_ms\":%.2f,"
         "\"p99_ms\":%.2f,\"drain_s\":%.2f,\"bytes_per_reading\":%zu,\"client_cpu_s\":%.2f,\"subscriber_cpu_s\":%.2f}\n",
         label_.c_str(), devices_.size() - (ceiling() ? 1 : 0), window_,
         static_cast<double>(stats_.measured) / duration_s, static_cast<unsigned long>(stats_.published),
         static_cast<unsigned long>(stats_.acknowledged), static_cast<unsigned long>(lost),
-        static_cast<unsigned long>(stats_.refused), static_cast<unsigned long>(stats_.unknown_acks), errors.c_str(),
+        static_cast<unsigned long>(stats_.resent), static_cast<unsigned long>(stats_.refused), static_cast<unsigned long>(stats_.unknown_acks), errors.c_str(),
         latencies_.PercentileMs(50), latencies_.PercentileMs(99), drained_s, reading_bytes_, CpuSeconds(),
         CpuSeconds(RUSAGE_CHILDREN));
     return 0;
@@ -514,11 +526,12 @@ class MqttLoad {
     d.state = MqttDevice::State::kSuback;
   }
 
-  void Publish(MqttDevice& d, TimePoint now) {
+  // Sends a new reading, or again the one with `resend_seq` (same seq, as the contract asks of devices).
+  void Publish(MqttDevice& d, TimePoint now, std::optional<uint64_t> resend_seq = std::nullopt) {
     bff::Telemetry t;
     t.device_id = d.key->device;
     t.shelf_id = d.key->shelf;
-    t.seq = d.next_seq++;
+    t.seq = resend_seq ? *resend_seq : d.next_seq++;
     t.ts = static_cast<uint64_t>(std::time(nullptr));
     // The same quantities every time: after the first reading a shelf's stock no longer changes, as on a
     // quiet shop floor.
@@ -536,8 +549,29 @@ class MqttLoad {
     PutU16(body, pid);
     body += payload;
     PutPacket(d.out, (kPublish << 4) | 0x2, body);
-    d.outstanding.push_back({t.seq, now});
+    if (resend_seq) {
+      ++stats_.resent;
+      return;
+    }
+    d.outstanding.push_back({t.seq, now, now});
     if (!d.probe) ++stats_.published;
+  }
+
+  // A device keeps a reading until it sees it acknowledged: silence (bffd does not acknowledge what
+  // inventory did not accept in time) means sending it again, oldest first.
+  void ResendOverdue(TimePoint now) {
+    if (ceiling() || resend_after_ <= Clock::duration::zero()) return;
+    for (size_t i = 0; i < devices_.size(); ++i) {
+      MqttDevice& d = devices_[i];
+      bool any = false;
+      for (Reading& r : d.outstanding) {
+        if (now - r.last_tx < resend_after_) continue;
+        r.last_tx = now;
+        Publish(d, now, r.seq);
+        any = true;
+      }
+      if (any) Flush(d);
+    }
   }
 
   void Fill(MqttDevice& d, TimePoint now) {
@@ -775,6 +809,7 @@ class MqttLoad {
   int window_;
   std::vector<std::string> receipts_cmd_;
   std::string label_;
+  Clock::duration resend_after_;
   int epoll_ = -1;
   std::vector<MqttDevice> devices_;
   std::unordered_map<std::string, size_t> by_name_;
@@ -1355,7 +1390,7 @@ int main(int argc, char** argv) {
 
   std::string data_dir, out_path, keys_path, broker, server, from, to, label = "bffd", user = "bffd", password;
   int devices = 1000, window = 4, outstanding = 32, sockets = kCoapSockets, observers = 1000, first_device = 0;
-  double rate = 1e6, burst = 1e6, warmup_s = 2, duration_s = 10, drain_s = 30;
+  double rate = 1e6, burst = 1e6, warmup_s = 2, duration_s = 10, drain_s = 30, resend_after_s = 5;
   std::vector<std::string> receipts;
 
   auto* provision = app.add_subcommand("provision", "create device keys in bulk, written as 'device shelf key' lines");
@@ -1374,6 +1409,7 @@ int main(int argc, char** argv) {
   mqtt->add_option("--duration", duration_s);
   mqtt->add_option("--drain-timeout", drain_s, "after the run, how long to wait for the last acknowledgements");
   mqtt->add_option("--label", label, "what the results are called (the target)");
+  mqtt->add_option("--resend-after", resend_after_s, "seconds without an ack before a reading is sent again (0: never)");
   mqtt->add_option("receipts", receipts,
                    "after --: a subscriber command printing one topic per message; its lines replace bffd's acks");
 
@@ -1418,7 +1454,8 @@ int main(int argc, char** argv) {
   if (devices <= 0 || window <= 0 || outstanding <= 0 || sockets <= 0) Die("counts must be positive");
   if (*mqtt) {
     auto keys = LoadKeys(keys_path, static_cast<size_t>(devices) + (receipts.empty() ? 0 : 1));
-    MqttLoad load(ParseAddress(broker), std::move(keys), devices, window, receipts, receipts.empty() ? label : "ceiling");
+    MqttLoad load(ParseAddress(broker), std::move(keys), devices, window, receipts, receipts.empty() ? label : "ceiling",
+                  resend_after_s);
     return load.Run(warmup_s, duration_s, drain_s);
   }
   if (*echo) return MqttEcho(ParseAddress(broker), user, password);

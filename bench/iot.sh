@@ -311,7 +311,8 @@ mqtt_run() {
   after_run "$label"
   printf '%s\n' "$LINE" >"$WORK/mqtt-$label.json"
   n="$(json_field "$LINE" published)"
-  local cpu="broker $(ticks_to_s $((b1 - b0)))s ($(per_op_us $((b1 - b0)) "$n") us a reading)"
+  local cpu
+  cpu="broker $(ticks_to_s $((b1 - b0)))s ($(per_op_us $((b1 - b0)) "$n") us a reading)"
   if [ "$target" = bffd ]; then
     cpu+=", bffd $(ticks_to_s $((k1 - k0)))s ($(per_op_us $((k1 - k0)) "$n") us a reading)"
     thread_delta "$threads0" "$(thread_ticks "$BFFD_PID")" "$wall" >"$WORK/mqtt-$label.threads"

@@ -147,9 +147,9 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
           uint64_t& high = highest_seq_[device];
           if (tel.seq > high) high = tel.seq;
         }
-        bool changed = accepted->value("changed_skus", json::array()).size() > 0 || !accepted->value("duplicate", false);
-        // The reading may have changed the shelf: fetch its flags fresh, tell observers, answer the device.
-        Flags(ctx, tel.shelf_id, changed, [this, tel, done](StatusOr<std::shared_ptr<const ShelfFlags>> flags) {
+        bool duplicate = accepted->value("duplicate", false);
+        bool changed = accepted->value("changed_skus", json::array()).size() > 0 || !duplicate;
+        auto answer = [this, tel, done](StatusOr<std::shared_ptr<const ShelfFlags>> flags) {
           counters_.telemetry_acknowledged.fetch_add(1);
           IotReply r;
           r.seq = tel.seq;
@@ -163,8 +163,40 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
           r.flags_changed = !tel.version || *tel.version != (*flags)->version;
           r.payload = EncodeAck(tel.seq, r.flags_changed ? std::optional<std::string>((*flags)->encoded) : std::nullopt);
           done(std::move(r));
-        });
+        };
+        // Most readings need no second call: the flags follow from the cached ones and the reading itself.
+        if (auto derived = DeriveFlags(tel, accepted->value("shelf_version", uint64_t{0}), duplicate)) {
+          if (derived != CachedFlags(tel.shelf_id)) Publish(tel.shelf_id, derived);
+          return answer(derived);
+        }
+        // Otherwise the reading may have changed the shelf: fetch its flags fresh, tell observers, answer.
+        Flags(ctx, tel.shelf_id, changed, std::move(answer));
       });
+}
+
+std::shared_ptr<const ShelfFlags> IotBff::CachedFlags(const std::string& shelf_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = flags_.find(shelf_id);
+  return it == flags_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const ShelfFlags> IotBff::DeriveFlags(const Telemetry& reading, uint64_t shelf_version, bool duplicate) {
+  std::shared_ptr<const ShelfFlags> cached = CachedFlags(reading.shelf_id);
+  if (!cached || scheduler_.Now() - cached->fetched_at >= std::chrono::seconds(options_.stock_freshness_s)) return nullptr;
+  // Nothing moved: the cached flags are the shelf's (a duplicate changed nothing either).
+  if (duplicate || shelf_version == cached->version) return cached;
+  // Inventory moves a shelf's version once per reading that changed a quantity. One step past the
+  // cached version means this reading was the only change since: its quantities give the new bits.
+  // Any other gap (another device's reading in between) needs the shelf itself.
+  if (shelf_version != cached->version + 1) return nullptr;
+  auto f = std::make_shared<ShelfFlags>(*cached);
+  f->version = shelf_version;
+  for (const auto& [slot, qty] : reading.readings) {
+    if (slot >= f->in_stock.size()) return nullptr;
+    f->in_stock[slot] = qty > 0;
+  }
+  f->encoded = EncodeShelfFlags(f->version, f->in_stock);
+  return f;
 }
 
 void IotBff::Flags(const RequestContext& ctx, const std::string& shelf_id, bool force_refresh,

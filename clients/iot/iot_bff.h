@@ -25,6 +25,8 @@
 
 namespace bff {
 
+struct Telemetry;  // protocols/msgpack/iot_codec.h
+
 enum class IotTransport { kMqtt, kCoap, kCoaps };
 std::string_view IotTransportName(IotTransport t);
 
@@ -95,6 +97,10 @@ class IotBff {
   void Flags(const RequestContext& ctx, const std::string& shelf_id, bool force_refresh,
              std::function<void(StatusOr<std::shared_ptr<const ShelfFlags>>)> done);
   void Publish(const std::string& shelf_id, const std::shared_ptr<const ShelfFlags>& flags);
+  std::shared_ptr<const ShelfFlags> CachedFlags(const std::string& shelf_id);
+  // The shelf's flags after an accepted `reading`, from the cache alone when that is certain; nullptr
+  // when they must be fetched.
+  std::shared_ptr<const ShelfFlags> DeriveFlags(const Telemetry& reading, uint64_t shelf_version, bool duplicate);
   // `seq`: the refused reading's, when known (telemetry), so the device can tell which one.
   IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0,
                  std::optional<uint64_t> seq = std::nullopt);

@@ -190,5 +190,41 @@ TEST_F(IotBffTest, SkuQuestionIsOneBool) {
   EXPECT_EQ(in.payload, EncodeBool(true));
 }
 
+TEST_F(IotBffTest, FlagsFollowEveryReadingWhetherDerivedOrFetched) {
+  // A second device on the same shelf, so that some readings come in between (a version gap).
+  std::string other = *store_->Add("sensor-b", {shelf_only_.shelf_id}, 100, 200);
+  registry_->Reload();
+  uint32_t slot = static_cast<uint32_t>(shelf_only_.slot);
+  struct Step {
+    const char* device;
+    uint32_t qty;
+  };
+  std::vector<Step> steps = {{"sensor-a", 0}, {"sensor-a", 4}, {"sensor-a", 3}, {"sensor-b", 0},
+                             {"sensor-a", 0}, {"sensor-b", 9}, {"sensor-a", 9}, {"sensor-a", 0}};
+  uint64_t seq = 1;
+  for (const Step& step : steps) {
+    IotReply r = Telemetry(step.device, step.device == std::string("sensor-a") ? key_ : other, seq++, slot, step.qty);
+    ASSERT_EQ(r.code, StatusCode::kOk) << r.payload;
+    // What the device was told must be what inventory now holds.
+    std::promise<StatusOr<nlohmann::json>> shelf;
+    RequestContext ctx;
+    clients_->inventory().GetShelf(ctx, sched_.Now() + seconds(10), shelf_only_.shelf_id,
+                                   [&](StatusOr<nlohmann::json> j) { shelf.set_value(std::move(j)); });
+    StatusOr<nlohmann::json> held = shelf.get_future().get();
+    ASSERT_TRUE(held.ok());
+    std::vector<bool> bits;
+    for (const auto& s : (*held)["slots"]) bits.push_back(s["qty"].get<int64_t>() > 0);
+    if (r.flags_changed) {
+      size_t at = r.payload.find("\xa1" "f");
+      ASSERT_NE(at, std::string::npos);
+      auto flags = DecodeShelfFlags(r.payload.substr(at + 2));
+      ASSERT_TRUE(flags.ok());
+      EXPECT_EQ(flags->first, (*held)["version"].get<uint64_t>()) << "step " << seq - 1;
+      EXPECT_EQ(flags->second, bits) << "step " << seq - 1;
+    }
+    EXPECT_EQ(r.version, (*held)["version"].get<uint64_t>()) << "step " << seq - 1;
+  }
+}
+
 }  // namespace
 }  // namespace bff

@@ -108,9 +108,16 @@ bool Base64UrlDecode(std::string_view in, std::string* out) {
 }
 
 std::string Sha256(std::string_view data) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
-  return std::string(reinterpret_cast<char*>(md), sizeof(md));
+  // OpenSSL 3's one-shot SHA256() looks the algorithm up again on every call (a lock and a search);
+  // it is fetched once here. Device keys are hashed on every CoAP request.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (kSha256 == nullptr || EVP_Digest(data.data(), data.size(), md, &len, kSha256, nullptr) != 1) {
+    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), md);
+    len = SHA256_DIGEST_LENGTH;
+  }
+  return std::string(reinterpret_cast<char*>(md), len);
 }
 
 std::string HmacSha256(std::string_view key, std::string_view data) {

@@ -20,7 +20,7 @@
 #   BENCH_COAP_IDLE_SESSIONS (1000): one more run of each CoAP server with that many idle client sessions (0: none)
 #   BENCH_OBSERVERS (1000)  BENCH_OBSERVER_SOCKETS (250)
 #   BENCH_QUIET_WAIT_S (120): how long each run waits for other load on the machine to pass
-#   BENCH_ONLY: all (default) | mqtt | coap | memory
+#   BENCH_ONLY: all (default) | mqtt | coap | fleet | memory
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -375,6 +375,7 @@ bench_mqtt() {
   mb="$(printf '%s\n' ${rates[bffd]} | median)"
   mc="$(printf '%s\n' ${rates[ceiling]} | median)"
   me="$(printf '%s\n' ${rates[echo]} | median)"
+  ECHO_MEDIAN="$me"
   rt="$(ratio "$mb" "$mc")"
   re="$(ratio "$mb" "$me")"
   local sample; sample="$(cat "$WORK/mqtt-bffd-1.json")"
@@ -533,6 +534,31 @@ bench_coap() {
 }
 
 # (c) A fresh bffd on the same data: idle with the keys in its store, then every device once, then observers.
+# (d) The product's own load generator: a firmware-sim fleet with the same keys, as fast as bffd acknowledges
+# (--rate max, the same window), over MQTT and plain CoAP. Its report is what a fleet sees: acks/s, latency
+# from send to acknowledgement, and lost (must be 0). MQTT is set against the echo round trip of (a).
+bench_fleet() {
+  local protocol report line acks lat lost vs
+  for protocol in mqtt coap; do
+    report="$WORK/fleet-$protocol.json"
+    wait_quiet "fleet-$protocol"
+    "$BIN/firmware-sim" --protocol "$protocol" --keys "$WORK/keys.txt" --devices "$MQTT_DEVICES" --rate max \
+      --window "$MQTT_WINDOW" --duration "$DURATION_S" --drain 30 --mqtt "tcp://127.0.0.1:$MQTT_BROKER_PORT" \
+      --coap "$BFFD_COAP" --seed 1 --quiet --report "$report" >/dev/null 2>>"$WORK/fleet.err" ||
+      die "firmware-sim ($protocol) failed: $(tail -n 3 "$WORK/fleet.err")"
+    after_run "fleet-$protocol"
+    line="$(tr -d '\n ' <"$report")"
+    acks="$(json_field "$line" acks_per_s)"
+    lost="$(json_field "$line" lost)"
+    lat="$(json_object "$line" latency_ms)"
+    vs=""
+    if [ "$protocol" = mqtt ] && [ -n "${ECHO_MEDIAN:-}" ]; then vs=" = $(ratio "$acks" "$ECHO_MEDIAN")x the echo round trip"; fi
+    log "fleet over $protocol: $acks acks/s$vs, latency $lat, lost $lost"
+    SUMMARY+=("$(printf '(d) fleet  firmware-sim, %s devices over %s, --rate max --window %s: %s acks/s%s; latency ms %s; lost %s (target 0): %s' \
+      "$MQTT_DEVICES" "$protocol" "$MQTT_WINDOW" "$acks" "$vs" "$lat" "$lost" "$([ "$lost" = 0 ] && echo met || echo MISSED)")")
+  done
+}
+
 bench_memory() {
   log "(c) memory: fresh bffd, $KEYS keys in its store, every device asks once, then $OBSERVERS observers"
   [ -z "${BFFD_PID:-}" ] || stop_process "$BFFD_PID"
@@ -569,7 +595,7 @@ bench_memory() {
 
 main() {
   require
-  case "$ONLY" in all | mqtt | coap | memory) ;; *) die "BENCH_ONLY must be all, mqtt, coap or memory" ;; esac
+  case "$ONLY" in all | mqtt | coap | fleet | memory) ;; *) die "BENCH_ONLY must be all, mqtt, coap, fleet or memory" ;; esac
   # 1000 device connections on one process, and as many on the broker.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB RAM", $2 / 1048576 }' /proc/meminfo)"
@@ -583,9 +609,10 @@ main() {
   start_broker broker-ceiling; CEILING_BROKER_PID="$BROKER_PID"; CEILING_BROKER_PORT="$BROKER_PORT"
   start_bffd bffd
   case "$ONLY" in
-    all) bench_mqtt; bench_coap; bench_memory ;;
+    all) bench_mqtt; bench_coap; bench_fleet; bench_memory ;;
     mqtt) bench_mqtt ;;
     coap) bench_coap ;;
+    fleet) bench_fleet ;;
     memory) bench_memory ;;
   esac
   printf '\nsummary (%s, %s)\n' "$(date '+%Y-%m-%d %H:%M')" "$(machine_load)"

@@ -64,76 +64,16 @@ PIDS=()
 log() { printf '[bench iot] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    # A process that ignores SIGTERM for 10 s is killed.
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  PIDS=()
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "work directory kept: $WORK"; else rm -rf "$WORK"; fi
-}
+# Shared helpers (cleanup, start, stop_process, wait_for_line, json_field, machine_load, cpu_busy_pct, median).
+# shellcheck source=bench/lib.bash
+source "$ROOT/bench/lib.bash"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# stop_process PID: ends one process this script started (SIGTERM, then SIGKILL after 10 s).
-stop_process() {
-  local pid="$1" keep=() p
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-  PIDS=("${keep[@]}")
-}
-
-# start NAME CMD...: runs CMD in the background with its output in $WORK/NAME.{out,err}; sets STARTED_PID.
-start() {
-  local name="$1"; shift
-  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-}
-
-# wait_for_line NAME PID PATTERN: prints the first line of NAME's output matching PATTERN, waiting for it.
-wait_for_line() {
-  local name="$1" pid="$2" pattern="$3" line
-  for _ in $(seq $((START_TIMEOUT_S * 10))); do
-    line="$(grep -h -m1 -e "$pattern" "$WORK/$name.out" "$WORK/$name.err" 2>/dev/null | head -n1 || true)"
-    if [ -n "$line" ]; then printf '%s\n' "$line"; return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$WORK/$name.err" "$WORK/$name.out" >&2 || true
-      die "$name exited before logging '$pattern'"
-    fi
-    sleep 0.1
-  done
-  die "$name did not log '$pattern' within ${START_TIMEOUT_S}s"
-}
-
-# json_field LINE FIELD: a string or number field of a one-line JSON object.
-json_field() {
-  printf '%s\n' "$1" | sed -n 's/.*"'"$2"'":"\{0,1\}\([^",}]*\).*/\1/p' | head -n1
-}
 
 # json_object LINE FIELD: a flat object field ("errors":{...}) as its text.
 json_object() { printf '%s\n' "$1" | sed -n 's/.*"'"$2"'":\({[^}]*}\).*/\1/p' | head -n1; }
 
-machine_load() {
-  local compiles
-  compiles="$(pgrep -c cc1plus || true)"
-  printf 'load average %s, %s compiler processes running' "$(cut -d' ' -f1-3 /proc/loadavg)" "${compiles:-0}"
-}
 
-# cpu_busy_pct: how busy the machine is over half a second, in percent (all cores).
-cpu_busy_pct() {
-  local a b
-  a="$(head -n1 /proc/stat)"; sleep 0.5; b="$(head -n1 /proc/stat)"
-  printf '%s\n%s\n' "$a" "$b" | awk '{ idle = $5 + $6; total = 0; for (i = 2; i <= NF; i++) total += $i }
-    NR == 1 { i0 = idle; t0 = total } NR == 2 { printf "%.0f", 100 * (1 - (idle - i0) / (total - t0)) }'
-}
 
 # wait_quiet LABEL: between runs the servers idle, so anything busy now is other work sharing the cores. Give
 # it a while to finish; flag the run when it does not, or when compilers run.
@@ -162,7 +102,6 @@ after_run() {
   [ -z "$RUN_FLAG" ] || FLAGGED+=("$1 ($RUN_FLAG)")
 }
 
-median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }'; }
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t) ? "met" : "MISSED" }'; }
 

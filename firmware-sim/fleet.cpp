@@ -391,15 +391,9 @@ class Fleet::Impl {
       t.dropped += c.dropped;
       t.dropped_after_send += c.dropped_after_send;
       *buffered += m.device->buffered();
+      *buffered_sent += m.device->buffered_sent();
     }
-    *buffered_sent = BufferedSent();
     return t;
-  }
-
-  uint64_t BufferedSent() const {
-    uint64_t n = 0;
-    for (const Member& m : members_) n += m.device->buffered_sent();
-    return n;
   }
 
   std::string ProgressLine() const {

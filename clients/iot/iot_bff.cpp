@@ -165,8 +165,9 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
           done(std::move(r));
         };
         // Most readings need no second call: the flags follow from the cached ones and the reading itself.
-        if (auto derived = DeriveFlags(tel, accepted->value("shelf_version", uint64_t{0}), duplicate)) {
-          if (derived != CachedFlags(tel.shelf_id)) Publish(tel.shelf_id, derived);
+        bool is_new = false;
+        if (auto derived = DeriveFlags(tel, accepted->value("shelf_version", uint64_t{0}), duplicate, &is_new)) {
+          if (is_new) Publish(tel.shelf_id, derived);
           return answer(derived);
         }
         // Otherwise the reading may have changed the shelf: fetch its flags fresh, tell observers, answer.
@@ -180,7 +181,9 @@ std::shared_ptr<const ShelfFlags> IotBff::CachedFlags(const std::string& shelf_i
   return it == flags_.end() ? nullptr : it->second;
 }
 
-std::shared_ptr<const ShelfFlags> IotBff::DeriveFlags(const Telemetry& reading, uint64_t shelf_version, bool duplicate) {
+std::shared_ptr<const ShelfFlags> IotBff::DeriveFlags(const Telemetry& reading, uint64_t shelf_version, bool duplicate,
+                                                      bool* is_new) {
+  *is_new = false;
   std::shared_ptr<const ShelfFlags> cached = CachedFlags(reading.shelf_id);
   if (!cached || scheduler_.Now() - cached->fetched_at >= std::chrono::seconds(options_.stock_freshness_s)) return nullptr;
   // Nothing moved: the cached flags are the shelf's (a duplicate changed nothing either).
@@ -196,6 +199,7 @@ std::shared_ptr<const ShelfFlags> IotBff::DeriveFlags(const Telemetry& reading, 
     f->in_stock[slot] = qty > 0;
   }
   f->encoded = EncodeShelfFlags(f->version, f->in_stock);
+  *is_new = true;
   return f;
 }
 

@@ -98,9 +98,10 @@ class IotBff {
              std::function<void(StatusOr<std::shared_ptr<const ShelfFlags>>)> done);
   void Publish(const std::string& shelf_id, const std::shared_ptr<const ShelfFlags>& flags);
   std::shared_ptr<const ShelfFlags> CachedFlags(const std::string& shelf_id);
-  // The shelf's flags after an accepted `reading`, from the cache alone when that is certain; nullptr
-  // when they must be fetched.
-  std::shared_ptr<const ShelfFlags> DeriveFlags(const Telemetry& reading, uint64_t shelf_version, bool duplicate);
+  // The shelf's flags after an accepted `reading`, from the cache alone when that is certain (`is_new`:
+  // they differ from the cached ones and are not stored yet); nullptr when they must be fetched.
+  std::shared_ptr<const ShelfFlags> DeriveFlags(const Telemetry& reading, uint64_t shelf_version, bool duplicate,
+                                                bool* is_new);
   // `seq`: the refused reading's, when known (telemetry), so the device can tell which one.
   IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0,
                  std::optional<uint64_t> seq = std::nullopt);

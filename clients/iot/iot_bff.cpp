@@ -118,17 +118,22 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
     }
   }
 
-  json reading = {{"device_id", device}, {"shelf_id", t->shelf_id}, {"seq", t->seq}, {"ts", t->ts}};
-  json slots = json::array();
-  for (auto& [slot, qty] : t->readings) slots.push_back({{"slot", slot}, {"qty", qty}});
-  reading["readings"] = std::move(slots);
-  if (t->battery_pct) reading["battery_pct"] = *t->battery_pct;
-  if (t->temp_decicelsius) reading["temp_c"] = static_cast<double>(*t->temp_decicelsius) / 10.0;
+  ShelfReading reading;
+  reading.device_id = device;
+  reading.shelf_id = t->shelf_id;
+  // Past INT64_MAX these turn negative, which inventory refuses like any other out-of-range value.
+  reading.seq = static_cast<int64_t>(t->seq);
+  reading.ts = static_cast<int64_t>(t->ts);
+  reading.slots.reserve(t->readings.size());
+  for (auto& [slot, qty] : t->readings) reading.slots.emplace_back(static_cast<int>(slot), qty);
+  if (t->battery_pct) reading.battery_pct = static_cast<double>(*t->battery_pct);
+  if (t->temp_decicelsius) reading.temp_c = static_cast<double>(*t->temp_decicelsius) / 10.0;
 
   RequestContext ctx = ContextFor(caller, device);
   Telemetry tel = std::move(t).value();
   clients_.inventory().PostShelfReading(
-      ctx, ctx.deadline, reading, [this, ctx, tel, device, done = std::move(done)](StatusOr<json> accepted) {
+      ctx, ctx.deadline, std::move(reading),
+      [this, ctx, tel, device, done = std::move(done)](StatusOr<ShelfReadingAccepted> accepted) {
         if (!accepted.ok()) {
           if (accepted.status().code() == StatusCode::kInvalidArgument || accepted.status().code() == StatusCode::kNotFound) {
             counters_.telemetry_rejected.fetch_add(1);
@@ -147,8 +152,8 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
           uint64_t& high = highest_seq_[device];
           if (tel.seq > high) high = tel.seq;
         }
-        bool duplicate = accepted->value("duplicate", false);
-        bool changed = accepted->value("changed_skus", json::array()).size() > 0 || !duplicate;
+        bool duplicate = accepted->duplicate;
+        bool changed = !accepted->changed_skus.empty() || !duplicate;
         auto answer = [this, tel, done](StatusOr<std::shared_ptr<const ShelfFlags>> flags) {
           counters_.telemetry_acknowledged.fetch_add(1);
           IotReply r;
@@ -166,7 +171,7 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
         };
         // Most readings need no second call: the flags follow from the cached ones and the reading itself.
         bool is_new = false;
-        if (auto derived = DeriveFlags(tel, accepted->value("shelf_version", uint64_t{0}), duplicate, &is_new)) {
+        if (auto derived = DeriveFlags(tel, accepted->shelf_version, duplicate, &is_new)) {
           if (is_new) Publish(tel.shelf_id, derived);
           return answer(derived);
         }

@@ -123,6 +123,11 @@ class Core : public std::enable_shared_from_this<Core> {
 
   nlohmann::json Faults() const { return faults_.ToJson(); }
 
+  bool Quiet(std::string_view service) const { return faults_.Quiet(service); }
+  void SubmitShelfReading(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done) {
+    inventory_->Submit(std::move(reading), deadline, std::move(done));
+  }
+
  private:
   static void Release(std::vector<Responder> held, std::string_view why) {
     for (auto& r : held)
@@ -325,6 +330,10 @@ class ServicesImpl : public DomainServices {
   void ClearFaults() override { core_->ClearFaults(); }
   nlohmann::json Faults() const override { return core_->Faults(); }
   void ReleaseHeld() override { core_->ReleaseHeld(); }
+  bool DirectCallsAllowed(std::string_view service) const override { return core_->Quiet(service); }
+  void SubmitShelfReading(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done) override {
+    core_->SubmitShelfReading(std::move(reading), deadline, std::move(done));
+  }
 
  private:
   std::shared_ptr<Core> core_;

@@ -14,6 +14,7 @@
 #include "common/http_message.h"
 #include "common/scheduler.h"
 #include "common/status.h"
+#include "domain/shelf_reading.h"
 
 namespace bff {
 
@@ -50,6 +51,13 @@ class DomainServices {
   // Serves one request; `done` is called exactly once (possibly later, from a scheduler thread).
   // Paths: every section-1 path, plus /admin/v1/faults (GET, PUT /{service}, DELETE) and /healthz.
   virtual void Handle(HttpRequest req, Responder done) = 0;
+
+  // In-process shortcut of POST /inventory/v1/shelf-readings: the same checks and group commit, no
+  // credential, no JSON. Callers take it only while DirectCallsAllowed("inventory"), i.e. no fault is
+  // injected on the service; otherwise they send the HTTP form so that faults act on every caller alike.
+  // `done` runs once, on a scheduler thread; a reading still queued at `deadline` is not stored.
+  virtual bool DirectCallsAllowed(std::string_view service) const = 0;
+  virtual void SubmitShelfReading(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done) = 0;
 
   virtual Status SetFault(const std::string& service, const Fault& fault) = 0;
   virtual void ClearFaults() = 0;

@@ -104,6 +104,7 @@ std::vector<Responder> FaultTable::Set(std::string_view service, const Fault& fa
   auto it = faults_.find(service);
   if (it == faults_.end()) return out;
   it->second = fault;
+  UpdateMaskLocked();
   if (auto held = held_.find(service); held != held_.end()) {
     out = std::move(held->second);
     held_.erase(held);
@@ -116,6 +117,7 @@ std::vector<Responder> FaultTable::Clear(std::string_view service) { return Set(
 std::vector<Responder> FaultTable::ClearAll() {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [name, f] : faults_) f = Fault{};
+  UpdateMaskLocked();
   std::vector<Responder> out;
   for (auto& [name, list] : held_) {
     for (auto& r : list) out.push_back(std::move(r));
@@ -145,6 +147,23 @@ nlohmann::json FaultTable::ToJson() const {
   nlohmann::json j = nlohmann::json::object();
   for (const auto& [name, f] : faults_) j[name] = f.ToJson();
   return j;
+}
+
+void FaultTable::UpdateMaskLocked() {
+  uint32_t mask = 0;
+  for (size_t i = 0; i < kServiceNames.size(); ++i) {
+    auto it = faults_.find(kServiceNames[i]);
+    if (it == faults_.end()) continue;
+    const Fault& f = it->second;
+    if (f.down || f.hang || f.latency_ms > 0 || f.error_rate > 0.0) mask |= 1u << i;
+  }
+  faulty_mask_.store(mask, std::memory_order_release);
+}
+
+bool FaultTable::Quiet(std::string_view service) const {
+  auto it = std::find(kServiceNames.begin(), kServiceNames.end(), service);
+  if (it == kServiceNames.end()) return true;
+  return (faulty_mask_.load(std::memory_order_acquire) & (1u << (it - kServiceNames.begin()))) == 0;
 }
 
 size_t FaultTable::held_count() const {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -50,6 +51,8 @@ class FaultTable {
   std::vector<Responder> TakeAllHeld();
 
   Fault Get(std::string_view service) const;
+  // True when no fault at all is set on `service`; one atomic load, for per-request fast paths.
+  bool Quiet(std::string_view service) const;
   nlohmann::json ToJson() const;
   size_t held_count() const;
 
@@ -58,6 +61,8 @@ class FaultTable {
   std::map<std::string, Fault, std::less<>> faults_;
   std::map<std::string, std::vector<Responder>, std::less<>> held_;
   Rng rng_;
+  std::atomic<uint32_t> faulty_mask_{0};  // bit i: kServiceNames[i] has a fault set
+  void UpdateMaskLocked();
 };
 
 }  // namespace bff::domain

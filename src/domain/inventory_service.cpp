@@ -130,13 +130,11 @@ Reply InventoryService::GetStock(Call& call) {
   return JsonResponse(200, body);
 }
 
-StatusOr<InventoryService::Reading> InventoryService::ParseReading(const nlohmann::json& body) const {
-  Reading r;
+StatusOr<ShelfReading> InventoryService::ParseReading(const nlohmann::json& body) const {
+  ShelfReading r;
   auto str = [&](const char* field, std::string* out) -> Status {
     auto it = body.find(field);
-    if (it == body.end() || !it->is_string() || !IsValidId(it->get_ref<const std::string&>())) {
-      return FieldError(field, "required, must match [A-Za-z0-9._-]{1,64}");
-    }
+    if (it == body.end() || !it->is_string()) return FieldError(field, "required, must match [A-Za-z0-9._-]{1,64}");
     *out = it->get<std::string>();
     return Status::Ok();
   };
@@ -169,53 +167,95 @@ StatusOr<InventoryService::Reading> InventoryService::ParseReading(const nlohman
   if (readings->size() > kMaxSlotReadings) {
     return FieldError("readings", "at most " + std::to_string(kMaxSlotReadings) + " entries");
   }
-
-  auto shelf = slot_counts_.find(r.shelf_id);
-  if (shelf == slot_counts_.end()) return NotFound("unknown shelf " + r.shelf_id);
-  const int slot_count = shelf->second;
-
   for (const auto& entry : *readings) {
     if (!entry.is_object()) return FieldError("readings", "entries must be objects {slot, qty}");
     auto slot = entry.find("slot");
     auto qty = entry.find("qty");
     if (slot == entry.end()) return FieldError("readings.slot", "required");
     if (qty == entry.end()) return FieldError("readings.qty", "required");
-    auto slot_v = JsonInt(*slot, 0, slot_count - 1);
-    if (!slot_v) {
-      return FieldError("readings.slot",
-                        "must be an integer from 0 to " + std::to_string(slot_count - 1) + " for shelf " + r.shelf_id);
-    }
+    // Ranges are Validate()'s; out-of-range integers are kept out of int here.
+    auto slot_v = JsonInt(*slot, INT32_MIN, INT32_MAX);
+    if (!slot_v) return FieldError("readings.slot", "must be an integer slot number");
     auto qty_v = JsonInt(*qty, 0, kMaxSlotQty);
     if (!qty_v) return FieldError("readings.qty", "must be an integer from 0 to " + std::to_string(kMaxSlotQty));
-    int s = static_cast<int>(*slot_v);
-    if (std::any_of(r.slots.begin(), r.slots.end(), [&](const auto& p) { return p.first == s; })) {
-      return FieldError("readings.slot", "slot " + std::to_string(s) + " appears twice");
-    }
-    r.slots.emplace_back(s, *qty_v);
+    r.slots.emplace_back(static_cast<int>(*slot_v), *qty_v);
   }
-  nlohmann::json compact = nlohmann::json::array();
-  for (const auto& [slot, qty] : r.slots) compact.push_back({{"slot", slot}, {"qty", qty}});
-  r.readings_json = compact.dump();
+  return r;
+}
+
+StatusOr<InventoryService::Reading> InventoryService::Validate(ShelfReading in) const {
+  constexpr char kIdRule[] = "required, must match [A-Za-z0-9._-]{1,64}";
+  if (!IsValidId(in.device_id)) return FieldError("device_id", kIdRule);
+  if (!IsValidId(in.shelf_id)) return FieldError("shelf_id", kIdRule);
+  if (in.seq < 0) return FieldError("seq", "must be a non-negative integer");
+  if (in.ts < 0 || in.ts > kMaxTimestamp) return FieldError("ts", "must be an integer number of unix seconds");
+  if (in.battery_pct && !(*in.battery_pct >= 0.0 && *in.battery_pct <= 100.0)) {
+    return FieldError("battery_pct", "must be a number from 0 to 100");
+  }
+  if (in.temp_c && !(*in.temp_c >= kMinTempC && *in.temp_c <= kMaxTempC)) {
+    return FieldError("temp_c", "must be a number of degrees Celsius");
+  }
+  if (in.slots.size() > kMaxSlotReadings) {
+    return FieldError("readings", "at most " + std::to_string(kMaxSlotReadings) + " entries");
+  }
+  auto shelf = slot_counts_.find(in.shelf_id);
+  if (shelf == slot_counts_.end()) return NotFound("unknown shelf " + in.shelf_id);
+  const int slot_count = shelf->second;
+
+  Reading r;
+  r.readings_json.reserve(2 + in.slots.size() * 20);
+  r.readings_json += '[';
+  for (size_t i = 0; i < in.slots.size(); ++i) {
+    const auto [slot, qty] = in.slots[i];
+    if (slot < 0 || slot >= slot_count) {
+      return FieldError("readings.slot",
+                        "must be an integer from 0 to " + std::to_string(slot_count - 1) + " for shelf " + in.shelf_id);
+    }
+    if (qty < 0 || qty > kMaxSlotQty) {
+      return FieldError("readings.qty", "must be an integer from 0 to " + std::to_string(kMaxSlotQty));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (in.slots[j].first == slot) return FieldError("readings.slot", "slot " + std::to_string(slot) + " appears twice");
+    }
+    if (i > 0) r.readings_json += ',';
+    r.readings_json += "{\"slot\":" + std::to_string(slot) + ",\"qty\":" + std::to_string(qty) + "}";
+  }
+  r.readings_json += ']';
+  r.in = std::move(in);
   return r;
 }
 
 Reply InventoryService::PostReading(Call& call) {
   auto body = ParseJsonObjectBody(call.req);
   if (!body.ok()) return ErrorResponse(body.status());
-  auto reading = ParseReading(*body);
+  auto parsed = ParseReading(*body);
+  if (!parsed.ok()) return ErrorResponse(parsed.status());
+  auto reading = Validate(std::move(*parsed));
   if (!reading.ok()) return ErrorResponse(reading.status());
-  Enqueue(std::move(*reading), std::move(call.done));
+  Enqueue(std::move(*reading), TimePoint::max(), [done = std::move(call.done)](StatusOr<ShelfReadingAccepted> a) {
+    if (!a.ok()) return done(ErrorResponse(a.status()));
+    done(JsonResponse(202, ShelfReadingAcceptedToJson(*a)));
+  });
   return std::nullopt;
+}
+
+void InventoryService::Submit(ShelfReading in, TimePoint deadline, ShelfReadingCallback done) {
+  auto reading = Validate(std::move(in));
+  if (!reading.ok()) {
+    scheduler_.Post([done = std::move(done), s = reading.status()] { done(s); });
+    return;
+  }
+  Enqueue(std::move(*reading), deadline, std::move(done));
 }
 
 // Group commit: whoever finds the writer idle starts it; while it commits, new readings queue up and
 // go into the next transaction together. A lone reading therefore commits at once, and under load one
 // fsync-free commit carries up to kMaxReadingsPerCommit readings.
-void InventoryService::Enqueue(Reading reading, Responder done) {
+void InventoryService::Enqueue(Reading reading, TimePoint deadline, ShelfReadingCallback done) {
   bool start = false;
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
-    queue_.push_back(Pending{std::move(reading), std::move(done)});
+    queue_.push_back(Pending{std::move(reading), deadline, std::move(done)});
     start = !writer_active_;
     writer_active_ = true;
   }
@@ -224,17 +264,26 @@ void InventoryService::Enqueue(Reading reading, Responder done) {
 
 void InventoryService::DrainOnce() {
   std::vector<Pending> batch;
+  std::vector<Pending> late;
+  const TimePoint now_steady = scheduler_.Now();
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     while (!queue_.empty() && batch.size() < kMaxReadingsPerCommit) {
-      batch.push_back(std::move(queue_.front()));
+      // Nobody waits for an answer past its deadline: such a reading is not stored, so the device's
+      // retry (it saw no acknowledgement) is the one that counts.
+      if (queue_.front().deadline <= now_steady) {
+        late.push_back(std::move(queue_.front()));
+      } else {
+        batch.push_back(std::move(queue_.front()));
+      }
       queue_.pop_front();
     }
   }
-  std::vector<StatusOr<nlohmann::json>> results;
+  for (auto& p : late) p.done(DeadlineExceeded("inventory: the reading waited past its deadline"));
+  std::vector<StatusOr<ShelfReadingAccepted>> results;
   results.reserve(batch.size());
   Status batch_status;
-  {
+  if (!batch.empty()) {
     const std::string now = FormatRfc3339(UnixNow());
     std::lock_guard<std::mutex> lock(db_->mutex());
     Transaction tx(*db_);
@@ -247,15 +296,8 @@ void InventoryService::DrainOnce() {
   }
   if (!batch_status.ok()) {
     log::Error("domain: shelf readings commit failed", {{"readings", batch.size()}, {"error", batch_status.message()}});
-  } else {
+  } else if (!batch.empty()) {
     log::Debug("domain: shelf readings committed", {{"readings", batch.size()}});
-  }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (!batch_status.ok()) {
-      batch[i].done(ErrorResponse(500, "internal", "readings could not be stored"));
-    } else {
-      batch[i].done(JsonResponse(202, *results[i]));
-    }
   }
   bool again = false;
   {
@@ -263,16 +305,25 @@ void InventoryService::DrainOnce() {
     again = !queue_.empty();
     writer_active_ = again;
   }
-  // Re-posting instead of looping lets reads queued on the scheduler run between commits.
+  // The next commit starts (on another thread, re-posted so that reads queued on the scheduler run
+  // between commits) while this one's answers go out.
   if (again) scheduler_.Post([self = shared_from_this()] { self->DrainOnce(); });
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch_status.ok()) {
+      batch[i].done(Internal("readings could not be stored"));
+    } else {
+      batch[i].done(std::move(*results[i]));
+    }
+  }
 }
 
-StatusOr<nlohmann::json> InventoryService::Apply(const Reading& r, const std::string& now_rfc3339) {
+StatusOr<ShelfReadingAccepted> InventoryService::Apply(const Reading& reading, const std::string& now_rfc3339) {
+  const ShelfReading& r = reading.in;
   {
     Query q = db_->Prepare(
         "INSERT INTO shelf_readings(device_id, seq, shelf_id, ts, readings, battery_pct, temp_c, received_unix) "
         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(device_id, seq) DO NOTHING");
-    q.Bind(1, r.device_id).Bind(2, r.seq).Bind(3, r.shelf_id).Bind(4, r.ts).Bind(5, r.readings_json);
+    q.Bind(1, r.device_id).Bind(2, r.seq).Bind(3, r.shelf_id).Bind(4, r.ts).Bind(5, reading.readings_json);
     if (r.battery_pct)
       q.Bind(6, *r.battery_pct);
     else
@@ -283,6 +334,7 @@ StatusOr<nlohmann::json> InventoryService::Apply(const Reading& r, const std::st
       q.BindNull(7);
     if (Status s = q.Bind(8, UnixNow()).Run(); !s.ok()) return s;
   }
+  ShelfReadingAccepted out;
   if (db_->Changes() == 0) {
     // Already recorded: answer with the shelf the original reading was for, changing nothing.
     Query q = db_->Prepare(
@@ -290,7 +342,9 @@ StatusOr<nlohmann::json> InventoryService::Apply(const Reading& r, const std::st
         "WHERE r.device_id = ?1 AND r.seq = ?2");
     q.Bind(1, r.device_id).Bind(2, r.seq);
     if (!q.Step()) return q.status().ok() ? Internal("duplicate reading vanished") : q.status();
-    return nlohmann::json{{"accepted", true}, {"duplicate", true}, {"shelf_version", q.Int(0)}};
+    out.duplicate = true;
+    out.shelf_version = static_cast<uint64_t>(q.Int(0));
+    return out;
   }
   std::set<std::string> changed;
   for (const auto& [slot, qty] : r.slots) {
@@ -312,10 +366,9 @@ StatusOr<nlohmann::json> InventoryService::Apply(const Reading& r, const std::st
   Query q = db_->Prepare("SELECT version FROM shelves WHERE shelf_id = ?1");
   q.Bind(1, r.shelf_id);
   if (!q.Step()) return q.status().ok() ? NotFound("unknown shelf " + r.shelf_id) : q.status();
-  nlohmann::json skus = nlohmann::json::array();
-  for (const std::string& sku : changed) skus.push_back(sku);
-  return nlohmann::json{
-      {"accepted", true}, {"duplicate", false}, {"shelf_version", q.Int(0)}, {"changed_skus", std::move(skus)}};
+  out.shelf_version = static_cast<uint64_t>(q.Int(0));
+  out.changed_skus.assign(changed.begin(), changed.end());
+  return out;
 }
 
 }  // namespace bff::domain

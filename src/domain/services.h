@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/scheduler.h"
+#include "domain/shelf_reading.h"
 #include "domain/domain_services.h"
 #include "domain/router.h"
 #include "domain/store.h"
@@ -34,6 +35,7 @@ class CatalogService {
 
   static StatusOr<std::shared_ptr<CatalogService>> Load(Db& db);
   void Register(Router& router);
+
   const Product* Find(std::string_view sku) const;
 
  private:
@@ -55,20 +57,20 @@ class InventoryService : public std::enable_shared_from_this<InventoryService> {
   inline static constexpr int64_t kMaxSlotQty = 100000;
   inline static constexpr int64_t kMaxTimestamp = 253402300799;  // 9999-12-31T23:59:59Z
 
+  // A reading checked against the shelf layout, ready for the writer.
   struct Reading {
-    std::string device_id;
-    std::string shelf_id;
-    int64_t seq = 0;
-    int64_t ts = 0;
-    std::vector<std::pair<int, int64_t>> slots;  // (slot, qty)
-    std::optional<double> battery_pct;
-    std::optional<double> temp_c;
-    std::string readings_json;
+    ShelfReading in;
+    std::string readings_json;  // the slots as stored: [{"slot":0,"qty":3},...]
   };
 
   static StatusOr<std::shared_ptr<InventoryService>> Load(std::shared_ptr<Db> db, Scheduler& scheduler,
                                                           const CatalogService& catalog);
   void Register(Router& router);
+
+  // The typed entry of POST /inventory/v1/shelf-readings, for callers in the same process: the same
+  // checks and the same group commit, without the HTTP form. `done` runs once, on a scheduler thread;
+  // a reading still queued when `deadline` passes is answered kDeadlineExceeded and not stored.
+  void Submit(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done);
 
  private:
   InventoryService(std::shared_ptr<Db> db, Scheduler& scheduler, const CatalogService& catalog)
@@ -79,12 +81,14 @@ class InventoryService : public std::enable_shared_from_this<InventoryService> {
   Reply GetStock(Call& call);
   Reply PostReading(Call& call);
 
-  // Validates the body against the shelf layout; the result is ready for the writer.
-  StatusOr<Reading> ParseReading(const nlohmann::json& body) const;
-  void Enqueue(Reading reading, Responder done);
+  // Takes the fields of a JSON body (types checked here), then Validate().
+  StatusOr<ShelfReading> ParseReading(const nlohmann::json& body) const;
+  // Checks a reading against the limits and the shelf layout.
+  StatusOr<Reading> Validate(ShelfReading in) const;
+  void Enqueue(Reading reading, TimePoint deadline, ShelfReadingCallback done);
   void DrainOnce();
-  // Applies one reading inside the writer's transaction; returns the 202 body.
-  StatusOr<nlohmann::json> Apply(const Reading& r, const std::string& now_rfc3339);
+  // Applies one reading inside the writer's transaction.
+  StatusOr<ShelfReadingAccepted> Apply(const Reading& r, const std::string& now_rfc3339);
 
   std::shared_ptr<Db> db_;
   Scheduler& scheduler_;
@@ -93,7 +97,8 @@ class InventoryService : public std::enable_shared_from_this<InventoryService> {
 
   struct Pending {
     Reading reading;
-    Responder done;
+    TimePoint deadline;
+    ShelfReadingCallback done;
   };
   std::mutex queue_mu_;
   std::deque<Pending> queue_;

@@ -247,12 +247,71 @@ StatusOr<std::unique_ptr<Db>> Db::Open(const std::string& path) {
   if (Status s = db->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"); !s.ok()) {
     return s;
   }
+  // SQLite's automatic checkpoint runs inside the commit that crosses its threshold, fsync included,
+  // holding the writer (and every reading queued behind it) for milliseconds. Replacing its hook turns
+  // it off; the checkpointer below does the same work beside the writer (WAL allows one checkpointer
+  // and one writer at a time).
+  rc = sqlite3_open_v2(path.c_str(), &db->checkpoint_db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string msg = db->checkpoint_db_ != nullptr ? sqlite3_errmsg(db->checkpoint_db_) : "out of memory";
+    return Unavailable("cannot open " + path + " for checkpoints: " + msg);
+  }
+  sqlite3_busy_timeout(db->checkpoint_db_, kBusyTimeoutMs);
+  sqlite3_wal_hook(db->db_, &Db::OnWalCommit, db.get());
+  db->checkpointer_ = std::thread([d = db.get()] { d->CheckpointLoop(); });
   return db;
 }
 
 Db::~Db() {
+  if (checkpointer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(ck_mu_);
+      ck_stop_ = true;
+    }
+    ck_cv_.notify_all();
+    checkpointer_.join();
+  }
+  if (checkpoint_db_ != nullptr) sqlite3_close(checkpoint_db_);
   for (auto& [sql, stmt] : cache_) sqlite3_finalize(stmt);
   if (db_ != nullptr) sqlite3_close(db_);
+}
+
+int Db::OnWalCommit(void* self, sqlite3*, const char*, int pages) {
+  Db* db = static_cast<Db*>(self);
+  bool wake = false;
+  {
+    std::lock_guard<std::mutex> lock(db->ck_mu_);
+    wake = pages >= kCheckpointPages && db->wal_pages_ < kCheckpointPages;
+    db->wal_pages_ = pages;
+  }
+  if (wake) db->ck_cv_.notify_one();
+  return SQLITE_OK;
+}
+
+void Db::CheckpointLoop() {
+  std::unique_lock<std::mutex> lock(ck_mu_);
+  while (!ck_stop_) {
+    ck_cv_.wait_for(lock, std::chrono::milliseconds(kCheckpointIntervalMs),
+                    [this] { return ck_stop_ || wal_pages_ >= kCheckpointPages; });
+    if (wal_pages_ == 0) continue;
+    wal_pages_ = 0;
+    lock.unlock();
+    // PASSIVE: copies what it can without waiting for readers or the writer; the rest goes next time.
+    int log_frames = 0, copied = 0;
+    int rc = sqlite3_wal_checkpoint_v2(checkpoint_db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log_frames, &copied);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+      log::Warn("domain: checkpoint failed", {{"error", sqlite3_errmsg(checkpoint_db_)}});
+    }
+    lock.lock();
+    ++checkpoints_;
+    // Frames left behind (a reader held them) keep the next turn due.
+    if (rc == SQLITE_OK && copied < log_frames && wal_pages_ == 0) wal_pages_ = log_frames - copied;
+  }
+}
+
+uint64_t Db::checkpoints() const {
+  std::lock_guard<std::mutex> lock(ck_mu_);
+  return checkpoints_;
 }
 
 Query Db::Prepare(const char* sql) {

@@ -2,14 +2,18 @@
 //
 // SQLite calls here are short (indexed point reads, small writes), so a single connection serialised by
 // a mutex is simpler and faster than a pool; readings are batched by the inventory writer instead.
+// WAL checkpoints (the only step that syncs the database file to disk) run on a thread of their own
+// with a second connection, so a commit never waits for one.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "common/status.h"
 
@@ -55,6 +59,11 @@ class Query {
 
 class Db {
  public:
+  // A checkpoint is started once the WAL holds this many pages (SQLite's own default threshold), and
+  // at least this often while anything is left to copy back.
+  inline static constexpr int kCheckpointPages = 1000;
+  inline static constexpr int kCheckpointIntervalMs = 1000;
+
   // Opens (creating if needed) the database in WAL mode with foreign keys on.
   static StatusOr<std::unique_ptr<Db>> Open(const std::string& path);
   ~Db();
@@ -70,11 +79,23 @@ class Db {
   Status Exec(const char* sql);
   int64_t Changes() const;
   std::string LastError() const;
+  // Checkpoints done by the background thread (for tests and diagnostics).
+  uint64_t checkpoints() const;
 
  private:
   Db() = default;
+  static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
+  void CheckpointLoop();
+
   std::mutex mu_;
   sqlite3* db_ = nullptr;
+  sqlite3* checkpoint_db_ = nullptr;  // used only by checkpointer_
+  std::thread checkpointer_;
+  mutable std::mutex ck_mu_;
+  std::condition_variable ck_cv_;
+  bool ck_stop_ = false;
+  int wal_pages_ = 0;  // pages in the WAL after the last commit
+  uint64_t checkpoints_ = 0;
   std::map<std::string, sqlite3_stmt*, std::less<>> cache_;
   friend class Query;
 };

@@ -1,6 +1,8 @@
 // HTTP-shaped implementations of the typed downstream clients (paths from CONTRACT.md section 1).
 #include "downstream/clients.h"
 
+#include "domain/domain_services.h"
+
 namespace bff {
 namespace {
 
@@ -46,7 +48,7 @@ class CatalogClient : public CatalogApi {
 
 class InventoryClient : public InventoryApi {
  public:
-  explicit InventoryClient(DownstreamCaller& c) : c_(c) {}
+  InventoryClient(DownstreamCaller& c, DomainServices* embedded) : c_(c), embedded_(embedded) {}
   void ListShelves(const RequestContext& ctx, TimePoint d, int limit, const std::string& cursor, JsonCallback done) override {
     c_.Call(ctx, Service::kInventory, Get("/inventory/v1/shelves", PageQuery(limit, cursor)), d, std::move(done));
   }
@@ -56,12 +58,26 @@ class InventoryClient : public InventoryApi {
   void GetShelf(const RequestContext& ctx, TimePoint d, const std::string& shelf_id, JsonCallback done) override {
     c_.Call(ctx, Service::kInventory, Get("/inventory/v1/shelves/" + shelf_id), d, std::move(done));
   }
-  void PostShelfReading(const RequestContext& ctx, TimePoint d, const nlohmann::json& reading, JsonCallback done) override {
-    c_.Call(ctx, Service::kInventory, PostJson("/inventory/v1/shelf-readings", reading), d, std::move(done));
+  void PostShelfReading(const RequestContext& ctx, TimePoint d, ShelfReading reading, ShelfReadingCallback done) override {
+    if (embedded_ != nullptr && embedded_->DirectCallsAllowed(ServiceName(Service::kInventory))) {
+      TimePoint deadline = std::min(d, ctx.deadline);
+      if (deadline <= c_.scheduler().Now()) {
+        c_.scheduler().Post([done = std::move(done)] { done(DeadlineExceeded("inventory: no time budget left")); });
+        return;
+      }
+      embedded_->SubmitShelfReading(std::move(reading), deadline, std::move(done));
+      return;
+    }
+    c_.Call(ctx, Service::kInventory, PostJson("/inventory/v1/shelf-readings", ShelfReadingToJson(reading)), d,
+            [done = std::move(done)](StatusOr<nlohmann::json> answer) {
+              if (!answer.ok()) return done(answer.status());
+              done(ShelfReadingAcceptedFromJson(*answer));
+            });
   }
 
  private:
   DownstreamCaller& c_;
+  DomainServices* embedded_;
 };
 
 class ReviewsClient : public ReviewsApi {
@@ -156,10 +172,11 @@ class IdentityClient : public IdentityApi {
 
 }  // namespace
 
-DownstreamClients::DownstreamClients(Transport& transport, CredentialMinter& minter, Scheduler& scheduler)
+DownstreamClients::DownstreamClients(Transport& transport, CredentialMinter& minter, Scheduler& scheduler,
+                                     DomainServices* embedded)
     : caller_(transport, minter, scheduler),
       catalog_(std::make_unique<CatalogClient>(caller_)),
-      inventory_(std::make_unique<InventoryClient>(caller_)),
+      inventory_(std::make_unique<InventoryClient>(caller_, embedded)),
       reviews_(std::make_unique<ReviewsClient>(caller_)),
       recommendations_(std::make_unique<RecommendationsClient>(caller_)),
       promotions_(std::make_unique<PromotionsClient>(caller_)),

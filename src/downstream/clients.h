@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "domain/shelf_reading.h"
 #include "downstream/caller.h"
 
 namespace bff {
@@ -27,8 +28,10 @@ class InventoryApi {
   virtual void ListShelves(const RequestContext& ctx, TimePoint deadline, int limit, const std::string& cursor, JsonCallback done) = 0;
   virtual void GetStock(const RequestContext& ctx, TimePoint deadline, const std::string& sku, JsonCallback done) = 0;
   virtual void GetShelf(const RequestContext& ctx, TimePoint deadline, const std::string& shelf_id, JsonCallback done) = 0;
-  // `reading`: {device_id, shelf_id, seq, ts, readings[{slot, qty}], battery_pct, temp_c}.
-  virtual void PostShelfReading(const RequestContext& ctx, TimePoint deadline, const nlohmann::json& reading, JsonCallback done) = 0;
+  // POST /inventory/v1/shelf-readings. Statuses as for every call: kInvalidArgument / kNotFound for a
+  // reading inventory refuses, kUnavailable / kDeadlineExceeded when it did not answer in time.
+  virtual void PostShelfReading(const RequestContext& ctx, TimePoint deadline, ShelfReading reading,
+                                ShelfReadingCallback done) = 0;
 };
 
 class ReviewsApi {
@@ -72,10 +75,15 @@ class IdentityApi {
   virtual void VerifyPassword(const RequestContext& ctx, TimePoint deadline, const std::string& username, const std::string& password, JsonCallback done) = 0;
 };
 
-// The eight clients over one transport.
+class DomainServices;
+
+// The eight clients over one transport. With `embedded` (the domain in this process), shelf readings,
+// the one write that arrives by the thousand a second, go to it as typed calls while no fault is
+// injected on inventory; everything else, and readings under a fault, go through `transport`.
 class DownstreamClients {
  public:
-  DownstreamClients(Transport& transport, CredentialMinter& minter, Scheduler& scheduler);
+  DownstreamClients(Transport& transport, CredentialMinter& minter, Scheduler& scheduler,
+                    DomainServices* embedded = nullptr);
   ~DownstreamClients();
 
   CatalogApi& catalog() { return *catalog_; }

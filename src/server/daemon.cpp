@@ -103,7 +103,7 @@ Status Daemon::Start() {
     coalescing_ = std::make_unique<CoalescingTransport>(*base, scheduler_);
     base = coalescing_.get();
   }
-  clients_ = std::make_unique<DownstreamClients>(*base, *minter_, scheduler_);
+  clients_ = std::make_unique<DownstreamClients>(*base, *minter_, scheduler_, domain_.get());
 
   auto keys = ApiKeyStore::Open(config_.data_dir);
   if (!keys.ok()) return Status(keys.status().code(), "key store: " + keys.status().message());

@@ -191,6 +191,127 @@ TEST(Inventory, ReadingValidationNamesTheField) {
   EXPECT_EQ(BodyJson(h.Get("/inventory/v1/shelves/shelf-01-01"))["slots"][0]["qty"], 3);
 }
 
+ShelfReading TypedReading(const std::string& device, const std::string& shelf, int64_t seq, int slot, int64_t qty) {
+  ShelfReading r;
+  r.device_id = device;
+  r.shelf_id = shelf;
+  r.seq = seq;
+  r.ts = 1767604000;
+  r.slots = {{slot, qty}};
+  r.battery_pct = 80;
+  return r;
+}
+
+// Submits through the typed entry and runs the scheduler until it answers.
+StatusOr<ShelfReadingAccepted> SubmitTyped(DomainHarness& h, ShelfReading r, TimePoint deadline = TimePoint::max()) {
+  std::optional<StatusOr<ShelfReadingAccepted>> got;
+  int calls = 0;
+  h.services->SubmitShelfReading(std::move(r), deadline, [&](StatusOr<ShelfReadingAccepted> a) {
+    ++calls;
+    got = std::move(a);
+  });
+  EXPECT_FALSE(got.has_value()) << "the answer must not come inline";
+  h.scheduler.RunReady();
+  EXPECT_EQ(calls, 1);
+  return got.has_value() ? *got : Internal("no answer");
+}
+
+TEST(Inventory, TypedReadingIsStoredLikeTheHttpForm) {
+  DomainHarness h;
+  SeedSlotRef ref = SeedShelfOnlyProduct(1);
+  auto shelf0 = BodyJson(h.Get("/inventory/v1/shelves/" + ref.shelf_id));
+  auto a = SubmitTyped(h, TypedReading("dev-7", ref.shelf_id, 42, ref.slot, 0));
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_FALSE(a->duplicate);
+  EXPECT_EQ(a->shelf_version, shelf0["version"].get<uint64_t>() + 1);
+  EXPECT_EQ(a->changed_skus, std::vector<std::string>{ref.sku});
+  EXPECT_EQ(BodyJson(h.Get("/inventory/v1/shelves/" + ref.shelf_id))["slots"][ref.slot]["qty"], 0);
+  EXPECT_EQ(BodyJson(h.Get("/inventory/v1/stock/" + ref.sku))["available"], 0);
+
+  // The same (device, seq) over HTTP is the same reading: a duplicate, whichever door it came through.
+  auto r = h.Post("/inventory/v1/shelf-readings", Reading("dev-7", ref.shelf_id, 42, {{{"slot", ref.slot}, {"qty", 9}}}));
+  ASSERT_EQ(r.status, 202);
+  EXPECT_EQ(BodyJson(r)["duplicate"], true);
+  auto again = SubmitTyped(h, TypedReading("dev-7", ref.shelf_id, 42, ref.slot, 9));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  EXPECT_EQ(again->shelf_version, a->shelf_version);
+  EXPECT_TRUE(again->changed_skus.empty());
+}
+
+TEST(Inventory, TypedReadingIsCheckedLikeTheHttpForm) {
+  DomainHarness h;
+  struct Case {
+    const char* what;
+    std::function<void(ShelfReading&)> spoil;
+    StatusCode code;
+    const char* field;
+  };
+  const std::vector<Case> cases = {
+      {"device id", [](ShelfReading& r) { r.device_id = "bad id!"; }, StatusCode::kInvalidArgument, "device_id"},
+      {"unknown shelf", [](ShelfReading& r) { r.shelf_id = "shelf-77-01"; }, StatusCode::kNotFound, "shelf-77-01"},
+      {"negative seq", [](ShelfReading& r) { r.seq = -1; }, StatusCode::kInvalidArgument, "seq"},
+      {"ts past 9999", [](ShelfReading& r) { r.ts = 253402300800; }, StatusCode::kInvalidArgument, "ts"},
+      {"slot past the shelf", [](ShelfReading& r) { r.slots = {{24, 1}}; }, StatusCode::kInvalidArgument, "readings.slot"},
+      {"slot twice", [](ShelfReading& r) { r.slots = {{0, 1}, {0, 2}}; }, StatusCode::kInvalidArgument, "appears twice"},
+      {"qty", [](ShelfReading& r) { r.slots = {{0, 100001}}; }, StatusCode::kInvalidArgument, "readings.qty"},
+      {"battery", [](ShelfReading& r) { r.battery_pct = 101; }, StatusCode::kInvalidArgument, "battery_pct"},
+      {"temperature", [](ShelfReading& r) { r.temp_c = 900; }, StatusCode::kInvalidArgument, "temp_c"},
+      {"too many slots", [](ShelfReading& r) { r.slots.assign(65, {0, 1}); }, StatusCode::kInvalidArgument, "at most 64"},
+  };
+  for (const auto& c : cases) {
+    ShelfReading r = TypedReading("dev-1", "shelf-01-01", 1, 0, 3);
+    c.spoil(r);
+    auto a = SubmitTyped(h, std::move(r));
+    ASSERT_FALSE(a.ok()) << c.what;
+    EXPECT_EQ(a.status().code(), c.code) << c.what << ": " << a.status().ToString();
+    EXPECT_NE(a.status().message().find(c.field), std::string::npos) << c.what << ": " << a.status().message();
+  }
+  auto shelf = BodyJson(h.Get("/inventory/v1/shelves/shelf-01-01"));
+  EXPECT_NE(shelf["slots"][0]["qty"], 3) << "a refused reading changed the shelf";
+  ASSERT_TRUE(SubmitTyped(h, TypedReading("dev-1", "shelf-01-01", 1, 0, 3)).ok());
+  EXPECT_EQ(BodyJson(h.Get("/inventory/v1/shelves/shelf-01-01"))["slots"][0]["qty"], 3);
+}
+
+TEST(Inventory, TypedReadingStillQueuedAtItsDeadlineIsNotStored) {
+  DomainHarness h;
+  SeedSlotRef ref = SeedShelfOnlyProduct(1);
+  auto before = BodyJson(h.Get("/inventory/v1/shelves/" + ref.shelf_id));
+  // The writer's turn comes at the current virtual time, which is the deadline itself.
+  auto a = SubmitTyped(h, TypedReading("dev-3", ref.shelf_id, 5, ref.slot, 0), h.scheduler.Now());
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(BodyJson(h.Get("/inventory/v1/shelves/" + ref.shelf_id)), before);
+  // Its retry is a new reading, not a duplicate of one that was never stored.
+  auto retry = SubmitTyped(h, TypedReading("dev-3", ref.shelf_id, 5, ref.slot, 0));
+  ASSERT_TRUE(retry.ok());
+  EXPECT_FALSE(retry->duplicate);
+}
+
+TEST(Inventory, DirectCallsStopWhileAFaultIsInjectedOnTheService) {
+  DomainHarness h;
+  EXPECT_TRUE(h.services->DirectCallsAllowed("inventory"));
+  Fault slow;
+  slow.latency_ms = 50;
+  ASSERT_TRUE(h.services->SetFault("reviews", slow).ok());
+  EXPECT_TRUE(h.services->DirectCallsAllowed("inventory")) << "a fault elsewhere is not inventory's";
+  EXPECT_FALSE(h.services->DirectCallsAllowed("reviews"));
+  for (auto spoil : std::vector<std::function<void(Fault&)>>{[](Fault& f) { f.latency_ms = 1; },
+                                                              [](Fault& f) { f.error_rate = 0.1; },
+                                                              [](Fault& f) { f.hang = true; },
+                                                              [](Fault& f) { f.down = true; }}) {
+    Fault f;
+    spoil(f);
+    ASSERT_TRUE(h.services->SetFault("inventory", f).ok());
+    EXPECT_FALSE(h.services->DirectCallsAllowed("inventory")) << f.ToJson().dump();
+    h.services->ClearFaults();
+    EXPECT_TRUE(h.services->DirectCallsAllowed("inventory"));
+  }
+  ASSERT_TRUE(h.services->SetFault("inventory", slow).ok());
+  ASSERT_TRUE(h.services->SetFault("inventory", Fault{}).ok());
+  EXPECT_TRUE(h.services->DirectCallsAllowed("inventory")) << "a fault set back to nothing is no fault";
+}
+
 // Readings that arrive while the writer is busy share one transaction; each is answered after it.
 TEST(Inventory, ReadingsQueuedTogetherCommitTogether) {
   DomainHarness h;

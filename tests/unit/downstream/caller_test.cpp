@@ -134,7 +134,15 @@ TEST_F(CallerTest, EveryClientUsesItsContractPath) {
       {[&](JsonCallback cb) { clients_.inventory().ListShelves(ctx_, d, 10, "", cb); }, Service::kInventory, "GET", "/inventory/v1/shelves"},
       {[&](JsonCallback cb) { clients_.inventory().GetShelf(ctx_, d, "shelf-01-01", cb); }, Service::kInventory, "GET", "/inventory/v1/shelves/shelf-01-01"},
       {[&](JsonCallback cb) { clients_.inventory().GetStock(ctx_, d, "SKU-1", cb); }, Service::kInventory, "GET", "/inventory/v1/stock/SKU-1"},
-      {[&](JsonCallback cb) { clients_.inventory().PostShelfReading(ctx_, d, {{"seq", 1}}, cb); }, Service::kInventory, "POST", "/inventory/v1/shelf-readings"},
+      {[&](JsonCallback cb) {
+         ShelfReading r;
+         r.device_id = "sensor-1";
+         r.seq = 1;
+         clients_.inventory().PostShelfReading(ctx_, d, r, [cb](StatusOr<ShelfReadingAccepted> a) {
+           cb(a.ok() ? StatusOr<nlohmann::json>(ShelfReadingAcceptedToJson(*a)) : StatusOr<nlohmann::json>(a.status()));
+         });
+       },
+       Service::kInventory, "POST", "/inventory/v1/shelf-readings"},
       {[&](JsonCallback cb) { clients_.recommendations().GetRelated(ctx_, d, "SKU-1", cb); }, Service::kRecommendations, "GET", "/recommendations/v1/products/SKU-1"},
       {[&](JsonCallback cb) { clients_.promotions().GetPromotions(ctx_, d, "SKU-1", cb); }, Service::kPromotions, "GET", "/promotions/v1/products/SKU-1"},
       {[&](JsonCallback cb) { clients_.cart().GetCart(ctx_, d, "u-1001", cb); }, Service::kCart, "GET", "/cart/v1/carts/u-1001"},

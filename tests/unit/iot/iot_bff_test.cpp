@@ -18,7 +18,9 @@ namespace {
 
 using std::chrono::seconds;
 
-class IotBffTest : public ::testing::Test {
+// Parameter: whether readings take the embedded domain's typed entry (as bffd does) or the HTTP form
+// through the in-process transport (as with a remote domain, and under injected faults).
+class IotBffTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
     work_.emplace(boost::asio::make_work_guard(io_));
@@ -31,7 +33,7 @@ class IotBffTest : public ::testing::Test {
     domain_ = std::move(domain).value();
     transport_ = std::make_unique<InProcessTransport>(*domain_, sched_);
     minter_ = std::make_unique<CredentialMinter>(*LoadOrCreateInternalSecret(dir_.path()));
-    clients_ = std::make_unique<DownstreamClients>(*transport_, *minter_, sched_);
+    clients_ = std::make_unique<DownstreamClients>(*transport_, *minter_, sched_, GetParam() ? domain_.get() : nullptr);
     auto store = ApiKeyStore::Open(dir_.path());
     ASSERT_TRUE(store.ok());
     store_ = std::move(store).value();
@@ -96,7 +98,7 @@ class IotBffTest : public ::testing::Test {
   std::string key_, slow_key_;
 };
 
-TEST_F(IotBffTest, AcknowledgesWithFlagsThenOmitsThemWhenTheDeviceIsCurrent) {
+TEST_P(IotBffTest, AcknowledgesWithFlagsThenOmitsThemWhenTheDeviceIsCurrent) {
   IotReply r = Telemetry("sensor-a", key_, 1, static_cast<uint32_t>(shelf_only_.slot), 0);
   ASSERT_EQ(r.code, StatusCode::kOk) << r.payload;
   EXPECT_TRUE(r.flags_changed);
@@ -109,7 +111,7 @@ TEST_F(IotBffTest, AcknowledgesWithFlagsThenOmitsThemWhenTheDeviceIsCurrent) {
   EXPECT_EQ(iot_->counters().telemetry_acknowledged.load(), 2u);
 }
 
-TEST_F(IotBffTest, RetransmissionIsIdempotentAndSeqGoingBackwardsIsRefused) {
+TEST_P(IotBffTest, RetransmissionIsIdempotentAndSeqGoingBackwardsIsRefused) {
   ASSERT_EQ(Telemetry("sensor-a", key_, 2000, 0, 5).code, StatusCode::kOk);
   EXPECT_EQ(Telemetry("sensor-a", key_, 2000, 0, 5).code, StatusCode::kOk) << "same seq again is a retransmission";
   EXPECT_EQ(Telemetry("sensor-a", key_, 1990, 0, 5).code, StatusCode::kOk)
@@ -120,7 +122,7 @@ TEST_F(IotBffTest, RetransmissionIsIdempotentAndSeqGoingBackwardsIsRefused) {
   EXPECT_EQ(Telemetry("sensor-a", key_, 2001, 0, 5).code, StatusCode::kOk) << "the device goes on";
 }
 
-TEST_F(IotBffTest, KeysAndShelvesAreEnforced) {
+TEST_P(IotBffTest, KeysAndShelvesAreEnforced) {
   EXPECT_EQ(Telemetry("sensor-a", std::string(32, '0'), 1, 0, 1).code, StatusCode::kUnauthenticated);
   EXPECT_EQ(Telemetry("sensor-ghost", key_, 1, 0, 1).code, StatusCode::kUnauthenticated) << "unknown device";
   IotReply forbidden = Telemetry("sensor-a", key_, 1, 0, 1, std::nullopt, "shelf-50-20");
@@ -133,7 +135,7 @@ TEST_F(IotBffTest, KeysAndShelvesAreEnforced) {
   EXPECT_GE(iot_->counters().auth_failures.load(), 3u);
 }
 
-TEST_F(IotBffTest, FloodingDeviceIsRateLimitedWithoutTouchingOthers) {
+TEST_P(IotBffTest, FloodingDeviceIsRateLimitedWithoutTouchingOthers) {
   int limited = 0;
   for (int i = 0; i < 10; ++i) {
     IotReply r = Telemetry("sensor-slow", slow_key_, 100 + i, 0, 1, std::nullopt, "shelf-01-02");
@@ -146,7 +148,7 @@ TEST_F(IotBffTest, FloodingDeviceIsRateLimitedWithoutTouchingOthers) {
   EXPECT_EQ(Telemetry("sensor-a", key_, 1, 0, 2).code, StatusCode::kOk) << "another device is unaffected";
 }
 
-TEST_F(IotBffTest, InventoryDownMeansNoAcknowledgement) {
+TEST_P(IotBffTest, InventoryDownMeansNoAcknowledgement) {
   Fault down;
   down.down = true;
   ASSERT_TRUE(domain_->SetFault("inventory", down).ok());
@@ -164,7 +166,7 @@ TEST_F(IotBffTest, InventoryDownMeansNoAcknowledgement) {
   EXPECT_EQ(iot_->counters().telemetry_unacknowledged.load(), 2u);
 }
 
-TEST_F(IotBffTest, ObserversHearOnlyRealChanges) {
+TEST_P(IotBffTest, ObserversHearOnlyRealChanges) {
   std::atomic<int> notified{0};
   uint64_t id = iot_->Observe(shelf_only_.shelf_id, [&](const ShelfFlags&) { notified.fetch_add(1); });
   IotCaller c = MqttCaller("sensor-a");
@@ -180,7 +182,7 @@ TEST_F(IotBffTest, ObserversHearOnlyRealChanges) {
   EXPECT_EQ(notified.load(), baseline + 1);
 }
 
-TEST_F(IotBffTest, SkuQuestionIsOneBool) {
+TEST_P(IotBffTest, SkuQuestionIsOneBool) {
   IotCaller c = MqttCaller("sensor-a");
   c.api_key = key_;
   IotReply out = Call([&](auto done) { iot_->GetSkuInStock(c, SeedOutOfStockSku(), done); });
@@ -190,7 +192,7 @@ TEST_F(IotBffTest, SkuQuestionIsOneBool) {
   EXPECT_EQ(in.payload, EncodeBool(true));
 }
 
-TEST_F(IotBffTest, FlagsFollowEveryReadingWhetherDerivedOrFetched) {
+TEST_P(IotBffTest, FlagsFollowEveryReadingWhetherDerivedOrFetched) {
   // A second device on the same shelf, so that some readings come in between (a version gap).
   std::string other = *store_->Add("sensor-b", {shelf_only_.shelf_id}, 100, 200);
   registry_->Reload();
@@ -225,6 +227,9 @@ TEST_F(IotBffTest, FlagsFollowEveryReadingWhetherDerivedOrFetched) {
     EXPECT_EQ(r.version, (*held)["version"].get<uint64_t>()) << "step " << seq - 1;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Readings, IotBffTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& p) { return p.param ? "Typed" : "HttpForm"; });
 
 }  // namespace
 }  // namespace bff

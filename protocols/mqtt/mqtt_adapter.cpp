@@ -202,7 +202,7 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
     mqtt::properties props;
     props.add({mqtt::property::USER_PROPERTY, std::string("traceparent"), trace.Child().ToTraceparent()});
     if (correlation) props.add({mqtt::property::CORRELATION_DATA, *correlation});
-    msg->set_properties(props);
+    msg->set_properties(std::move(props));
     try {
       client_.publish(msg);
       stats_.published.fetch_add(1);

@@ -53,6 +53,7 @@
 #include <msgpack.hpp>
 
 #include "common/log.h"
+#include "common/tcp_nodelay.h"
 #include "protocols/msgpack/iot_codec.h"
 #include "security/input_validation.h"
 
@@ -413,6 +414,7 @@ Status CoapServerImpl::Init() {
   ctx_ = coap_new_context(nullptr);
   if (ctx_ == nullptr) return Internal("coap: cannot create a libcoap context");
   coap_context_set_max_idle_sessions(ctx_, kMaxIdleSessions);
+  coap_context_set_session_timeout(ctx_, static_cast<unsigned>(options_.session_idle_s));
   coap_register_event_handler(ctx_, OnEvent);
 
   if (!options_.coap_address.empty()) {
@@ -435,6 +437,15 @@ Status CoapServerImpl::Init() {
     coap_endpoint_t* ep = coap_new_endpoint(ctx_, &*addr, COAP_PROTO_DTLS);
     if (ep == nullptr) return Unavailable("coap: cannot listen on " + options_.coaps_address + " (DTLS)");
     coaps_port_ = BoundPort(ep);
+  }
+  // libcoap opens its sockets without a buffer option; a thousand devices waking together overflowed
+  // the kernel's default (datagrams dropped, then retransmitted seconds later).
+  for (uint16_t port : {coap_port_, coaps_port_}) {
+    if (port == 0) continue;
+    int got = SetUdpReceiveBuffer(port, options_.receive_buffer_bytes);
+    if (got < options_.receive_buffer_bytes) {
+      log::Warn("coap: receive buffer smaller than asked", {{"port", port}, {"asked", options_.receive_buffer_bytes}, {"got", got}});
+    }
   }
 
   coap_resource_t* t = coap_resource_init(coap_make_str_const(kTelemetryPath), 0);

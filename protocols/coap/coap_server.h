@@ -26,6 +26,10 @@ struct CoapServerOptions {
   std::string coaps_address = "0.0.0.0:5684";  // "" disables DTLS
   int max_age_s = 300;                         // Max-Age of stock flags
   size_t max_payload_bytes = 1024;
+  // libcoap keeps a session per client address and visits every one on each loop turn; a device that
+  // woke, asked and went back to sleep should not cost the others for long (libcoap's default is 300 s).
+  int session_idle_s = 60;
+  int receive_buffer_bytes = 4 << 20;  // room for a fleet's burst of datagrams (the default is ~208 KiB)
 };
 
 // Looks up the PSK (the API key) of a device for the DTLS handshake; empty when unknown or revoked.

@@ -198,6 +198,8 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.Int(*t, "iot", "stock_freshness_s", &c.iot.stock_freshness_s);
     r.Int(*t, "iot", "max_payload_bytes", &c.iot.max_payload_bytes);
     r.Int(*t, "iot", "inventory_timeout_ms", &c.iot.inventory_timeout_ms);
+    r.Int(*t, "iot", "coap_session_idle_s", &c.iot.coap_session_idle_s);
+    r.Int(*t, "iot", "coap_receive_buffer_bytes", &c.iot.coap_receive_buffer_bytes);
     r.RejectUnknown(*t, "iot");
   }
   r.RejectUnknown(root, "");
@@ -337,6 +339,8 @@ Status ValidateConfig(const Config& c) {
   check(CheckRange("iot.stock_freshness_s", c.iot.stock_freshness_s, 0, 86400));
   check(CheckRange("iot.max_payload_bytes", c.iot.max_payload_bytes, 64, 65536));
   check(CheckRange("iot.inventory_timeout_ms", c.iot.inventory_timeout_ms, 1, 600000));
+  check(CheckRange("iot.coap_session_idle_s", c.iot.coap_session_idle_s, 1, 86400));
+  check(CheckRange("iot.coap_receive_buffer_bytes", c.iot.coap_receive_buffer_bytes, 65536, 1 << 30));
   if (c.data_dir.empty()) check(InvalidArgument("data_dir: must not be empty"));
   static const std::set<std::string> kLevels = {"debug", "info", "warn", "error"};
   if (!kLevels.count(c.log_level)) check(InvalidArgument("log_level: expected debug, info, warn or error, got '" + c.log_level + "'"));

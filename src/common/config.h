@@ -73,6 +73,8 @@ struct Config {
     int stock_freshness_s = 300;  // how long shelf stock flags are cached for devices
     int max_payload_bytes = 1024;  // larger device payloads are refused (4.13 / error map)
     int inventory_timeout_ms = 2000;
+    int coap_session_idle_s = 60;              // libcoap forgets a quiet client's session after this
+    int coap_receive_buffer_bytes = 4 << 20;   // UDP receive buffer of the CoAP sockets (a fleet waking at once)
   } iot;
   std::string data_dir = "data";
   std::string log_level = "info";

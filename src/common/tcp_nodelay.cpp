@@ -1,4 +1,4 @@
-// Finds this process's TCP sockets to a peer through /proc/self/fd and sets TCP_NODELAY on them.
+// Finds this process's sockets through /proc/self/fd and sets options a library gave no way to ask for.
 #include "common/tcp_nodelay.h"
 
 #include <dirent.h>
@@ -62,29 +62,58 @@ int SetTcpNoDelayOnSocketsTo(const std::string& uri) {
   freeaddrinfo(res);
 
   int set = 0;
+  ForEachOwnSocket(SOCK_STREAM, [&](int fd) {
+    sockaddr_storage peer{};
+    socklen_t plen = sizeof(peer);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) return;
+    for (const sockaddr_storage& want : peers) {
+      if (!SameEndpoint(peer, reinterpret_cast<const sockaddr*>(&want))) continue;
+      int one = 1;
+      if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0) ++set;
+      break;
+    }
+  });
+  return set;
+}
+
+void ForEachOwnSocket(int type, const std::function<void(int fd)>& fn) {
   DIR* dir = opendir("/proc/self/fd");
-  if (dir == nullptr) return 0;
+  if (dir == nullptr) return;
+  std::vector<int> fds;
   while (dirent* e = readdir(dir)) {
     char* end = nullptr;
     long fd = std::strtol(e->d_name, &end, 10);
     if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
     struct stat st{};
     if (fstat(static_cast<int>(fd), &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
-    int type = 0;
-    socklen_t len = sizeof(type);
-    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) continue;
-    sockaddr_storage peer{};
-    socklen_t plen = sizeof(peer);
-    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &plen) != 0) continue;
-    for (const sockaddr_storage& want : peers) {
-      if (!SameEndpoint(peer, reinterpret_cast<const sockaddr*>(&want))) continue;
-      int one = 1;
-      if (setsockopt(static_cast<int>(fd), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0) ++set;
-      break;
-    }
+    int t = 0;
+    socklen_t len = sizeof(t);
+    if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &t, &len) != 0 || t != type) continue;
+    fds.push_back(static_cast<int>(fd));
   }
   closedir(dir);
-  return set;
+  for (int fd : fds) fn(fd);
+}
+
+int SetUdpReceiveBuffer(uint16_t port, int bytes) {
+  int got = 0;
+  ForEachOwnSocket(SOCK_DGRAM, [&](int fd) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof(local);
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return;
+    uint16_t p = 0;
+    if (local.ss_family == AF_INET) p = ntohs(reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
+    if (local.ss_family == AF_INET6) p = ntohs(reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port);
+    if (p != port) return;
+    // SO_RCVBUFFORCE goes past net.core.rmem_max (with CAP_NET_ADMIN); otherwise the capped request.
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) != 0) {
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+    }
+    int actual = 0;
+    socklen_t alen = sizeof(actual);
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &actual, &alen) == 0) got = actual;
+  });
+  return got;
 }
 
 }  // namespace bff

@@ -230,6 +230,8 @@ Status Daemon::StartIot() {
     o.coaps_address = config_.server.coaps;
     o.max_age_s = config_.iot.stock_freshness_s;
     o.max_payload_bytes = static_cast<size_t>(config_.iot.max_payload_bytes);
+    o.session_idle_s = config_.iot.coap_session_idle_s;
+    o.receive_buffer_bytes = config_.iot.coap_receive_buffer_bytes;
     // The DTLS handshake needs the key itself: the store opens its sealed copy, for active devices only.
     ApiKeyStore* keys = keys_.get();
     auto coap = CoapServer::Start(o, *iot_, [keys](const std::string& device) -> std::string {

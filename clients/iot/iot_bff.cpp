@@ -47,6 +47,11 @@ IotReply IotBff::Error(StatusCode code, const std::string& message, int retry_af
   return r;
 }
 
+void IotBff::EnsureTrace(IotCaller& caller) {
+  // Every log line about a request names its trace, also when the device sent no trace context.
+  if (!caller.trace.valid()) caller.trace = TraceContext::NewRoot();
+}
+
 RequestContext IotBff::ContextFor(const IotCaller& caller, const std::string& device_id) const {
   RequestContext ctx;
   ctx.trace = caller.trace.valid() ? caller.trace : TraceContext::NewRoot();
@@ -82,6 +87,7 @@ StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string&
 
 void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::function<void(IotReply)> done) {
   counters_.telemetry_received.fetch_add(1);
+  EnsureTrace(caller);
   auto reject = [this, &done](IotReply r) {
     counters_.telemetry_rejected.fetch_add(1);
     done(std::move(r));
@@ -269,6 +275,7 @@ void IotBff::Unobserve(uint64_t id) {
 
 void IotBff::HandleStockQuery(IotCaller caller, std::string payload, std::function<void(IotReply)> done) {
   counters_.stock_queries.fetch_add(1);
+  EnsureTrace(caller);
   auto q = DecodeStockQuery(payload, max_payload_bytes_);
   if (!q.ok()) {
     counters_.bad_payloads.fetch_add(1);
@@ -280,6 +287,7 @@ void IotBff::HandleStockQuery(IotCaller caller, std::string payload, std::functi
 }
 
 void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::function<void(IotReply)> done) {
+  EnsureTrace(caller);
   if (!IsValidId(shelf_id)) return done(Error(StatusCode::kInvalidArgument, "bad shelf id"));
   IotReply error;
   auto record = Admit(caller, caller.device_id, caller.api_key, &error);
@@ -299,6 +307,7 @@ void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::f
 }
 
 void IotBff::GetSkuInStock(IotCaller caller, const std::string& sku, std::function<void(IotReply)> done) {
+  EnsureTrace(caller);
   if (!IsValidId(sku)) return done(Error(StatusCode::kInvalidArgument, "bad sku"));
   IotReply error;
   auto record = Admit(caller, caller.device_id, caller.api_key, &error);

@@ -105,6 +105,7 @@ class IotBff {
   // `seq`: the refused reading's, when known (telemetry), so the device can tell which one.
   IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0,
                  std::optional<uint64_t> seq = std::nullopt);
+  static void EnsureTrace(IotCaller& caller);
   RequestContext ContextFor(const IotCaller& caller, const std::string& device_id) const;
 
   Config::Iot options_;

@@ -541,6 +541,9 @@ void CoapServerImpl::DrainMailbox() {
 
 IotCaller CoapServerImpl::CallerFor(coap_session_t* session, const coap_pdu_t* request, bool device_in_query) const {
   IotCaller caller;
+  // A device's own trace context, when it sends one; otherwise the BFF starts a trace.
+  std::vector<std::string> traceparent = OptionValues(request, kCoapTraceparentOption);
+  if (!traceparent.empty()) caller.trace = TraceContext::AcceptOrCreate(traceparent.front());
   if (coap_session_get_proto(session) == COAP_PROTO_DTLS) {
     // The handshake proved the identity with its key; query parameters cannot override it.
     caller.transport = IotTransport::kCoaps;

@@ -21,6 +21,11 @@
 
 namespace bff {
 
+// CoAP option carrying a W3C traceparent (its text form, 55 bytes) from a device that traces: a number
+// from the experimental range (RFC 7252 section 12.2) that is elective (unknown to a server, ignored),
+// safe to forward and NoCacheKey (bits 2-4 set), so proxies pass it on and caches ignore it.
+inline constexpr uint16_t kCoapTraceparentOption = 65020;
+
 struct CoapServerOptions {
   std::string coap_address = "0.0.0.0:5683";   // "" disables plain CoAP
   std::string coaps_address = "0.0.0.0:5684";  // "" disables DTLS

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
+#include "common/log.h"
 #include "domain/domain_services.h"
 #include "downstream/in_process_transport.h"
 #include "protocols/msgpack/iot_codec.h"
@@ -322,6 +323,30 @@ TEST_F(CoapServerTest, WrongKeyIsUnauthorized) {
   EXPECT_EQ(get.code, "4.01");
   Response no_key = Only(Client({"-m", "get", Coap(std::string("/s/") + kShelf)}));
   EXPECT_EQ(no_key.code, "4.01");
+}
+
+// A device's traceparent (option 65020) makes its request part of the device's trace: bffd's log lines
+// about the request carry that trace id.
+TEST_F(CoapServerTest, TraceparentOptionJoinsTheDevicesTrace) {
+  std::mutex mu;
+  std::vector<nlohmann::json> refused;
+  log::SetSink([&](std::string_view line) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    std::lock_guard<std::mutex> lock(mu);
+    if (j.is_object() && j.value("msg", "") == "iot: key refused") refused.push_back(j);
+  });
+  const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string option = std::to_string(kCoapTraceparentOption) + ",00-" + trace_id + "-00f067aa0ba902b7-01";
+  Response traced = Only(Client({"-O", option, "-m", "get", Coap(std::string("/s/") + kShelf + Query(RandomHex(16)))}));
+  EXPECT_EQ(traced.code, "4.01");
+  Response untraced = Only(Client({"-m", "get", Coap(std::string("/s/") + kShelf + Query(RandomHex(16)))}));
+  EXPECT_EQ(untraced.code, "4.01");
+  log::SetSink(nullptr);
+  std::lock_guard<std::mutex> lock(mu);
+  ASSERT_EQ(refused.size(), 2u);
+  EXPECT_EQ(refused[0].value("trace_id", ""), trace_id);
+  EXPECT_EQ(refused[1].value("trace_id", "").size(), 32u) << "without the option bffd starts a trace of its own";
+  EXPECT_NE(refused[1].value("trace_id", ""), trace_id);
 }
 
 TEST_F(CoapServerTest, ShelfNotBoundToTheKeyIsForbidden) {

@@ -157,7 +157,7 @@ std::string MetricFamilyBase::LabelPrefix(const std::vector<std::string>& values
 }
 
 void MetricFamilyBase::CountOverflow() const {
-  if (overflow_) overflow_->Inc();
+  if (overflow_) overflow_->With({name_}).Inc();
 }
 
 template <typename T>
@@ -332,7 +332,7 @@ MetricFamily<T>& MetricsRegistry::GetOrCreate(const std::string& name, const std
   auto family = std::make_unique<MetricFamily<T>>(name, help, type, std::move(label_names), std::move(buckets));
   MetricFamily<T>& ref = *family;
   // The overflow family counts for the others; its own label set (one per family) is bounded already.
-  if (overflow_) ref.overflow_ = &overflow_->With({name});
+  ref.overflow_ = overflow_;
   families_.emplace(name, std::move(family));
   return ref;
 }

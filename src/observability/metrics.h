@@ -87,6 +87,9 @@ class Histogram {
 
 enum class MetricType { kCounter, kGauge, kHistogram };
 
+template <typename T>
+class MetricFamily;
+
 // What the registry needs of a family; the typed MetricFamily<T> below is what callers use.
 class MetricFamilyBase {
  public:
@@ -112,7 +115,8 @@ class MetricFamilyBase {
   const std::string help_;
   const MetricType type_;
   const std::vector<std::string> label_names_;
-  Counter* overflow_ = nullptr;  // this family's child of bffd_metrics_label_overflow_total
+  // bffd_metrics_label_overflow_total; its child for this family appears with the first overflow.
+  MetricFamily<Counter>* overflow_ = nullptr;
 };
 
 // Orders label-value lists without building a key for each lookup.

@@ -109,6 +109,8 @@ TEST(MetricsTest, FamiliesAreSortedByNameAndOutputIsDeterministic) {
   ASSERT_NE(zz, std::string::npos);
   EXPECT_LT(aa, overflow);
   EXPECT_LT(overflow, zz);
+  // Nothing overflowed, so the overflow family has no samples (rather than a zero per family).
+  EXPECT_EQ(text.find("bffd_metrics_label_overflow_total{"), std::string::npos);
   EXPECT_EQ(text, r.Render());
 }
 

@@ -89,7 +89,13 @@ ApiFront::ApiFront(Options options, Scheduler& scheduler, MetricsRegistry* metri
 }
 
 void ApiFront::Route(const std::string& method, const std::string& pattern, const std::string& client, ApiHandler handler) {
-  routes_.push_back({method, pattern, Split(pattern), client, std::move(handler), std::make_unique<RouteMetrics>()});
+  auto metrics = std::make_unique<RouteMetrics>();
+  if (requests_total_) {
+    metrics->unauthenticated = &auth_failures_->With({client, "unauthenticated"});
+    metrics->forbidden = &auth_failures_->With({client, "forbidden"});
+    metrics->rate_limited = &rate_limited_->With({client});
+  }
+  routes_.push_back({method, pattern, Split(pattern), client, std::move(handler), std::move(metrics)});
 }
 
 namespace {
@@ -107,7 +113,6 @@ constexpr char kUnmatchedRoute[] = "unmatched";
 
 void ApiFront::Record(const RouteEntry* route, const ApiCall& call, int status, Duration elapsed) const {
   if (!requests_total_) return;
-  const std::string status_text = std::to_string(status);
   std::string_view client = route ? std::string_view(route->client) : ClientOfPath(call.http().path);
   if (route && status >= kFirstStatus && status < kFirstStatus + kStatusSlots) {
     // First answer with this status on this route resolves the children; later ones reuse them. Two
@@ -117,6 +122,7 @@ void ApiFront::Record(const RouteEntry* route, const ApiCall& call, int status, 
     Counter* counter = m.requests[slot].load(std::memory_order_acquire);
     Histogram* histogram = m.latency[slot].load(std::memory_order_acquire);
     if (!counter || !histogram) {
+      const std::string status_text = std::to_string(status);
       counter = &requests_total_->With({client, route->method, route->pattern, status_text});
       histogram = &duration_->With({client, route->method, route->pattern, status_text});
       m.requests[slot].store(counter, std::memory_order_release);
@@ -131,15 +137,20 @@ void ApiFront::Record(const RouteEntry* route, const ApiCall& call, int status, 
         method != "DELETE" && method != "OPTIONS") {
       method = kOverflowLabelValue;
     }
+    const std::string status_text = std::to_string(status);
     std::string_view route_label = route ? std::string_view(route->pattern) : std::string_view(kUnmatchedRoute);
     std::string_view method_label = route ? std::string_view(route->method) : method;
     requests_total_->With({client, method_label, route_label, status_text}).Inc();
     duration_->With({client, method_label, route_label, status_text}).ObserveDuration(elapsed);
   }
-  if (status == 401 || status == 403) {
-    auth_failures_->With({client, status == 401 ? "unauthenticated" : "forbidden"}).Inc();
-  } else if (status == 429) {
-    rate_limited_->With({client}).Inc();
+  if (status != 401 && status != 403 && status != 429) return;
+  const RouteMetrics* m = route ? route->metrics.get() : nullptr;
+  if (status == 401) {
+    (m ? *m->unauthenticated : auth_failures_->With({client, "unauthenticated"})).Inc();
+  } else if (status == 403) {
+    (m ? *m->forbidden : auth_failures_->With({client, "forbidden"})).Inc();
+  } else {
+    (m ? *m->rate_limited : rate_limited_->With({client})).Inc();
   }
 }
 

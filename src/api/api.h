@@ -86,6 +86,10 @@ class ApiFront {
   struct RouteMetrics {
     std::array<std::atomic<Counter*>, kStatusSlots> requests{};
     std::array<std::atomic<Histogram*>, kStatusSlots> latency{};
+    // This route's client's children of the auth-failure and rate-limit families.
+    Counter* unauthenticated = nullptr;
+    Counter* forbidden = nullptr;
+    Counter* rate_limited = nullptr;
   };
   struct RouteEntry {
     std::string method;

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -211,8 +212,8 @@ TEST(MetricsTest, ValuesAreFormattedForPrometheus) {
   EXPECT_EQ(FormatMetricValue(0), "0");
   EXPECT_EQ(FormatMetricValue(12345678901.0), "12345678901");
   EXPECT_EQ(FormatMetricValue(0.1), "0.1");
-  EXPECT_EQ(FormatMetricValue(1.0 / 0.0), "+Inf");
-  EXPECT_EQ(FormatMetricValue(-1.0 / 0.0), "-Inf");
+  EXPECT_EQ(FormatMetricValue(std::numeric_limits<double>::infinity()), "+Inf");
+  EXPECT_EQ(FormatMetricValue(-std::numeric_limits<double>::infinity()), "-Inf");
   EXPECT_EQ(FormatMetricValue(std::nan("")), "NaN");
   EXPECT_EQ(FormatMetricValue(1e-9), "1e-09");
 }

@@ -50,12 +50,14 @@ struct Page {
 
 }  // namespace
 
-WebBff::WebBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, SessionStore& sessions)
+WebBff::WebBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, SessionStore& sessions,
+               MetricsRegistry* metrics)
     : options_(config.web),
       max_body_bytes_(static_cast<size_t>(config.server.max_body_bytes)),
       clients_(clients),
       scheduler_(scheduler),
-      sessions_(sessions) {}
+      sessions_(sessions),
+      fanout_metrics_(metrics ? std::make_unique<FanOutMetrics>(*metrics) : nullptr) {}
 
 void WebBff::Register(ApiFront& front) {
   front.Route("GET", "/web/v1/products/{sku}", "web", [this](auto c, auto r) { GetProduct(std::move(c), std::move(r)); });
@@ -72,7 +74,7 @@ void WebBff::GetProduct(std::shared_ptr<ApiCall> call, Respond respond) {
   if (auto session = SessionOf(*call)) call->ctx().subject = session->user_id;
 
   auto page = std::make_shared<Page>();
-  auto fan = FanOut::Create(scheduler_, call->ctx().deadline);
+  auto fan = FanOut::Create(scheduler_, call->ctx().deadline, fanout_metrics_.get());
   RequestContext ctx = call->ctx();
   DownstreamClients& c = clients_;
 

@@ -6,13 +6,17 @@
 #include "api/api.h"
 #include "common/config.h"
 #include "downstream/clients.h"
+#include "observability/metrics.h"
+#include "orchestration/fanout.h"
 #include "security/session_store.h"
 
 namespace bff {
 
 class WebBff {
  public:
-  WebBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, SessionStore& sessions);
+  // With `metrics`, the product page's fan-out counts how each part ended (bffd_fanout_calls_total).
+  WebBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, SessionStore& sessions,
+         MetricsRegistry* metrics = nullptr);
 
   // Adds the /web/v1 routes to `front`.
   void Register(ApiFront& front);
@@ -35,6 +39,7 @@ class WebBff {
   DownstreamClients& clients_;
   Scheduler& scheduler_;
   SessionStore& sessions_;
+  std::unique_ptr<FanOutMetrics> fanout_metrics_;
 };
 
 }  // namespace bff

@@ -146,6 +146,30 @@ class ListeningServer final : public httplib::Server {
   }
 };
 
+// httplib's pool with counts of what waits and what runs: a worker holds a keep-alive connection for its
+// lifetime, so connections past the pool size wait in its queue, which is what an operator must see.
+class CountingThreadPool final : public httplib::TaskQueue {
+ public:
+  CountingThreadPool(size_t threads, std::atomic<size_t>& queued, std::atomic<size_t>& busy)
+      : pool_(threads), queued_(queued), busy_(busy) {}
+
+  void enqueue(std::function<void()> fn) override {
+    queued_.fetch_add(1, std::memory_order_relaxed);
+    pool_.enqueue([this, fn = std::move(fn)] {
+      queued_.fetch_sub(1, std::memory_order_relaxed);
+      busy_.fetch_add(1, std::memory_order_relaxed);
+      fn();
+      busy_.fetch_sub(1, std::memory_order_relaxed);
+    });
+  }
+  void shutdown() override { pool_.shutdown(); }
+
+ private:
+  httplib::ThreadPool pool_;
+  std::atomic<size_t>& queued_;
+  std::atomic<size_t>& busy_;
+};
+
 class HttplibServer final : public HttpServer {
  public:
   HttplibServer(HttpServerOptions options, HttpAsyncHandler handler)
@@ -157,6 +181,8 @@ class HttplibServer final : public HttpServer {
   uint16_t port() const override { return port_; }
   size_t in_flight() const override { return in_flight_.load(); }
   uint64_t handler_timeouts() const override { return handler_timeouts_.load(); }
+  size_t queued_connections() const override { return queued_.load(std::memory_order_relaxed); }
+  size_t busy_workers() const override { return busy_.load(std::memory_order_relaxed); }
 
   void Stop() override {
     std::lock_guard lock(stop_mu_);
@@ -181,6 +207,8 @@ class HttplibServer final : public HttpServer {
   uint16_t port_ = 0;
   std::atomic<size_t> in_flight_{0};
   std::atomic<uint64_t> handler_timeouts_{0};
+  std::atomic<size_t> queued_{0};
+  std::atomic<size_t> busy_{0};
   std::promise<void> accepting_;
   std::once_flag accepting_once_;
   std::mutex stop_mu_;
@@ -201,7 +229,7 @@ void HttplibServer::Configure() {
     // httplib calls this once, from listen_after_bind(), after it marks itself running and before it
     // accepts: from here on stop() is effective.
     std::call_once(accepting_once_, [this] { accepting_.set_value(); });
-    return new httplib::ThreadPool(threads);
+    return new CountingThreadPool(threads, queued_, busy_);
   };
   server_.set_keep_alive_timeout(options_.keep_alive_timeout_s);
   server_.set_keep_alive_max_count(options_.keep_alive_max_requests);

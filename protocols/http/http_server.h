@@ -44,6 +44,10 @@ class HttpServer {
   virtual size_t in_flight() const = 0;
   // Requests answered 504 because the handler did not answer within handler_timeout.
   virtual uint64_t handler_timeouts() const = 0;
+  // Accepted connections waiting for a free worker thread (each worker holds one connection at a time).
+  virtual size_t queued_connections() const = 0;
+  // Worker threads serving a connection now; `threads` minus this are idle.
+  virtual size_t busy_workers() const = 0;
 };
 
 }  // namespace bff

@@ -72,8 +72,86 @@ std::vector<std::string> ApiFront::Split(const std::string& path) {
   return out;
 }
 
+ApiFront::ApiFront(Options options, Scheduler& scheduler, MetricsRegistry* metrics)
+    : options_(options), scheduler_(scheduler) {
+  if (!metrics) return;
+  const std::vector<std::string> labels = {"client", "method", "route", "status"};
+  requests_total_ = &metrics->Counters("bffd_http_requests_total",
+                                       "HTTP requests answered by the mobile and web BFFs, by route pattern and status.",
+                                       labels);
+  duration_ = &metrics->Histograms("bffd_http_request_duration_seconds",
+                                   "Time from receiving an HTTP request to handing over its answer.", labels);
+  auth_failures_ = &metrics->Counters("bffd_auth_failures_total",
+                                      "Requests refused for authentication (401, reason unauthenticated) or "
+                                      "authorization (403, reason forbidden).",
+                                      {"client", "reason"});
+  rate_limited_ = &metrics->Counters("bffd_rate_limited_total", "Requests refused with 429 (rate limited).", {"client"});
+}
+
 void ApiFront::Route(const std::string& method, const std::string& pattern, const std::string& client, ApiHandler handler) {
-  routes_.push_back({method, Split(pattern), client, std::move(handler)});
+  auto metrics = std::make_unique<RouteMetrics>();
+  if (requests_total_) {
+    metrics->unauthenticated = &auth_failures_->With({client, "unauthenticated"});
+    metrics->forbidden = &auth_failures_->With({client, "forbidden"});
+    metrics->rate_limited = &rate_limited_->With({client});
+  }
+  routes_.push_back({method, pattern, Split(pattern), client, std::move(handler), std::move(metrics)});
+}
+
+namespace {
+
+// The client of a path no route matched, from its prefix only: the raw path never becomes a label.
+std::string_view ClientOfPath(const std::string& path) {
+  if (path.rfind("/mobile/", 0) == 0) return "mobile";
+  if (path.rfind("/web/", 0) == 0) return "web";
+  return "unknown";
+}
+
+constexpr char kUnmatchedRoute[] = "unmatched";
+
+}  // namespace
+
+void ApiFront::Record(const RouteEntry* route, const ApiCall& call, int status, Duration elapsed) const {
+  if (!requests_total_) return;
+  std::string_view client = route ? std::string_view(route->client) : ClientOfPath(call.http().path);
+  if (route && status >= kFirstStatus && status < kFirstStatus + kStatusSlots) {
+    // First answer with this status on this route resolves the children; later ones reuse them. Two
+    // threads racing here get the same child from the family, so either store is right.
+    RouteMetrics& m = *route->metrics;
+    const size_t slot = static_cast<size_t>(status - kFirstStatus);
+    Counter* counter = m.requests[slot].load(std::memory_order_acquire);
+    Histogram* histogram = m.latency[slot].load(std::memory_order_acquire);
+    if (!counter || !histogram) {
+      const std::string status_text = std::to_string(status);
+      counter = &requests_total_->With({client, route->method, route->pattern, status_text});
+      histogram = &duration_->With({client, route->method, route->pattern, status_text});
+      m.requests[slot].store(counter, std::memory_order_release);
+      m.latency[slot].store(histogram, std::memory_order_release);
+    }
+    counter->Inc();
+    histogram->ObserveDuration(elapsed);
+  } else {
+    // Unmatched paths label the method only when it is one a route could have: the method is client input.
+    std::string_view method = call.http().method;
+    if (method != "GET" && method != "HEAD" && method != "POST" && method != "PUT" && method != "PATCH" &&
+        method != "DELETE" && method != "OPTIONS") {
+      method = kOverflowLabelValue;
+    }
+    const std::string status_text = std::to_string(status);
+    std::string_view route_label = route ? std::string_view(route->pattern) : std::string_view(kUnmatchedRoute);
+    std::string_view method_label = route ? std::string_view(route->method) : method;
+    requests_total_->With({client, method_label, route_label, status_text}).Inc();
+    duration_->With({client, method_label, route_label, status_text}).ObserveDuration(elapsed);
+  }
+  if (status != 401 && status != 403 && status != 429) return;
+  const RouteMetrics* m = route ? route->metrics.get() : nullptr;
+  if (status == 401) {
+    (m ? *m->unauthenticated : auth_failures_->With({client, "unauthenticated"})).Inc();
+  } else if (status == 403) {
+    (m ? *m->forbidden : auth_failures_->With({client, "forbidden"})).Inc();
+  } else {
+    (m ? *m->rate_limited : rate_limited_->With({client})).Inc();
+  }
 }
 
 uint64_t ApiFront::requests() const {
@@ -121,12 +199,14 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   auto call = std::make_shared<ApiCall>(std::move(req), std::move(ctx), started);
   Scheduler& sched = scheduler_;
   auto once = std::make_shared<std::atomic<bool>>(false);
-  Respond finish = [call, respond = std::move(respond), &sched, once](HttpResponse r) {
+  Respond finish = [this, match, call, respond = std::move(respond), &sched, once](HttpResponse r) {
     if (once->exchange(true)) {
       log::Warn("handler answered twice", {{"path", call->http().path}}, call->trace_id());
       return;
     }
-    double total_ms = std::chrono::duration<double, std::milli>(sched.Now() - call->started()).count();
+    const Duration elapsed = sched.Now() - call->started();
+    Record(match, *call, r.status, elapsed);
+    double total_ms = std::chrono::duration<double, std::milli>(elapsed).count();
     r.headers.Set("traceparent", call->ctx().trace.ToTraceparent());
     r.headers.Set("Server-Timing", call->ServerTimingHeader(total_ms));
     if (call->http().method == "HEAD") r.body.clear();

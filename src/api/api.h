@@ -6,6 +6,8 @@
 // {"error": {"code", "message", "trace_id"}} with the status from the single Status mapping.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -16,6 +18,7 @@
 #include "common/http_message.h"
 #include "common/scheduler.h"
 #include "common/status.h"
+#include "observability/metrics.h"
 #include "observability/request_context.h"
 
 namespace bff {
@@ -61,7 +64,10 @@ class ApiFront {
   struct Options {
     std::chrono::milliseconds request_timeout{5000};
   };
-  ApiFront(Options options, Scheduler& scheduler) : options_(options), scheduler_(scheduler) {}
+  // With `metrics`, every answer is counted and timed per client, method, route pattern and status
+  // (bffd_http_requests_total, bffd_http_request_duration_seconds), 401/403 answers as authentication
+  // failures and 429 answers as rate-limit rejections. The registry must outlive the front.
+  ApiFront(Options options, Scheduler& scheduler, MetricsRegistry* metrics = nullptr);
 
   // `client` names the BFF answering this route ("mobile", "web"): it goes into the internal credential.
   // Pattern segments in braces capture one path segment: "/mobile/v1/products/{sku}".
@@ -73,19 +79,39 @@ class ApiFront {
   uint64_t requests() const;
 
  private:
+  // HTTP statuses 100-599 index the per-route handle tables; anything else is looked up by label.
+  static constexpr int kFirstStatus = 100;
+  static constexpr int kStatusSlots = 500;
+  // Handles of one route, filled per status on first use so an answer is counted without a lookup.
+  struct RouteMetrics {
+    std::array<std::atomic<Counter*>, kStatusSlots> requests{};
+    std::array<std::atomic<Histogram*>, kStatusSlots> latency{};
+    // This route's client's children of the auth-failure and rate-limit families.
+    Counter* unauthenticated = nullptr;
+    Counter* forbidden = nullptr;
+    Counter* rate_limited = nullptr;
+  };
   struct RouteEntry {
     std::string method;
+    std::string pattern;
     std::vector<std::string> segments;  // "{name}" captures
     std::string client;
     ApiHandler handler;
+    std::unique_ptr<RouteMetrics> metrics;
   };
   static std::vector<std::string> Split(const std::string& path);
+  // Counts one answer; `route` is null when no route matched.
+  void Record(const RouteEntry* route, const ApiCall& call, int status, Duration elapsed) const;
 
   Options options_;
   Scheduler& scheduler_;
   std::vector<RouteEntry> routes_;
   mutable std::mutex mu_;
   uint64_t requests_ = 0;
+  CounterFamily* requests_total_ = nullptr;
+  HistogramFamily* duration_ = nullptr;
+  CounterFamily* auth_failures_ = nullptr;
+  CounterFamily* rate_limited_ = nullptr;
 };
 
 }  // namespace bff

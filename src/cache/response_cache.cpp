@@ -171,6 +171,27 @@ CacheStats ResponseCache::stats() const {
   return stats_;
 }
 
+void ExportCacheMetrics(const ResponseCache& cache, const std::string& client, MetricsRegistry& metrics) {
+  const ResponseCache* c = &cache;
+  auto& requests = metrics.Counters("bffd_cache_requests_total",
+                                    "Response cache lookups by result: hit (fresh), stale (served while refreshing), "
+                                    "miss (absent or expired).",
+                                    {"client", "result"});
+  requests.AddCallback({client, "hit"}, [c] { return static_cast<double>(c->stats().hits); });
+  requests.AddCallback({client, "stale"}, [c] { return static_cast<double>(c->stats().stale_hits); });
+  requests.AddCallback({client, "miss"}, [c] { return static_cast<double>(c->stats().misses); });
+  metrics.Counters("bffd_cache_stale_on_error_total", "Expired cached copies served because the origin failed.", {"client"})
+      .AddCallback({client}, [c] { return static_cast<double>(c->stats().stale_on_error); });
+  metrics.Counters("bffd_cache_evictions_total", "Entries evicted to stay within the cache's entry and byte limits.", {"client"})
+      .AddCallback({client}, [c] { return static_cast<double>(c->stats().evictions); });
+  metrics.Counters("bffd_cache_refreshes_total", "Background refreshes of stale entries started.", {"client"})
+      .AddCallback({client}, [c] { return static_cast<double>(c->stats().refreshes); });
+  metrics.Gauges("bffd_cache_entries", "Entries in the response cache.", {"client"})
+      .AddCallback({client}, [c] { return static_cast<double>(c->stats().entries); });
+  metrics.Gauges("bffd_cache_bytes", "Bytes held by the response cache (keys, bodies, ETags).", {"client"})
+      .AddCallback({client}, [c] { return static_cast<double>(c->stats().bytes); });
+}
+
 std::string StrongEtag(std::string_view body) {
   static constexpr char kHex[] = "0123456789abcdef";
   const std::string digest = Sha256(body);

@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "common/scheduler.h"
+#include "observability/metrics.h"
 
 namespace bff {
 
@@ -91,6 +92,12 @@ class ResponseCache {
   std::unordered_set<std::string> refreshing_;
   CacheStats stats_;
 };
+
+// Exposes `cache`'s counters and size in `metrics` with label client=`client`: bffd_cache_requests_total
+// {client, result=hit|stale|miss}, bffd_cache_stale_on_error_total, bffd_cache_evictions_total,
+// bffd_cache_refreshes_total, bffd_cache_entries, bffd_cache_bytes. Read at scrape time, so the cache's
+// own lookups stay as they are; `cache` must outlive every scrape of `metrics`.
+void ExportCacheMetrics(const ResponseCache& cache, const std::string& client, MetricsRegistry& metrics);
 
 // Strong ETag of a body: "\"<first 32 hex chars of SHA-256>\"".
 std::string StrongEtag(std::string_view body);

@@ -47,6 +47,7 @@ std::string_view LevelName(Level level) {
 }
 
 void SetLevel(Level level) { g_level.store(static_cast<int>(level)); }
+Level GetLevel() { return static_cast<Level>(g_level.load()); }
 bool Enabled(Level level) { return static_cast<int>(level) >= g_level.load(std::memory_order_relaxed); }
 
 void SetSink(std::function<void(std::string_view)> sink) {

@@ -13,7 +13,9 @@ enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 bool ParseLevel(std::string_view name, Level* out);
 std::string_view LevelName(Level level);
+// The level can change at any time (the admin listener's /admin/v1/log-level) and takes effect at once.
 void SetLevel(Level level);
+Level GetLevel();
 bool Enabled(Level level);
 
 // Replaces the output (stderr by default); tests capture lines with it. Pass nullptr to restore stderr.

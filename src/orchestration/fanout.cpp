@@ -5,8 +5,16 @@
 
 namespace bff {
 
-std::shared_ptr<FanOut> FanOut::Create(Scheduler& scheduler, TimePoint request_deadline) {
-  return std::shared_ptr<FanOut>(new FanOut(scheduler, request_deadline));
+FanOutMetrics::FanOutMetrics(MetricsRegistry& metrics)
+    : calls_(metrics.Counters("bffd_fanout_calls_total",
+                              "Calls of parallel fan-outs (the web product page) by how they ended: ok, fallback "
+                              "(degraded part), failed (critical, request failed), abandoned.",
+                              {"call", "outcome"})) {}
+
+void FanOutMetrics::Record(const std::string& call, std::string_view outcome) const { calls_.With({call, outcome}).Inc(); }
+
+std::shared_ptr<FanOut> FanOut::Create(Scheduler& scheduler, TimePoint request_deadline, const FanOutMetrics* metrics) {
+  return std::shared_ptr<FanOut>(new FanOut(scheduler, request_deadline, metrics));
 }
 
 void FanOut::Run(std::function<void(FanOutResult)> on_done) {
@@ -102,6 +110,13 @@ void FanOut::Deliver() {
       o.elapsed = c.elapsed;
       o.status = c.done ? c.status : Status(StatusCode::kCancelled, "abandoned after a critical failure");
       if (c.done && !c.status.ok() && c.criticality == Criticality::kOptional) result.degraded.push_back(c.name);
+      if (metrics_) {
+        std::string_view outcome = !c.done                                    ? "abandoned"
+                                   : c.status.ok()                            ? "ok"
+                                   : c.criticality == Criticality::kOptional ? "fallback"
+                                                                              : "failed";
+        metrics_->Record(c.name, outcome);
+      }
       if (c.timer) {
         c.timer->Cancel();
         c.timer.reset();

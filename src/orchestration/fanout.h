@@ -15,6 +15,7 @@
 
 #include "common/scheduler.h"
 #include "common/status.h"
+#include "observability/metrics.h"
 
 namespace bff {
 
@@ -34,9 +35,23 @@ struct FanOutResult {
   std::vector<CallOutcome> calls;     // one per added call, in the order added
 };
 
+// How the calls of fan-outs ended, by call name (bffd_fanout_calls_total{call, outcome}): ok; fallback (an
+// optional call failed, timed out or had no budget, and its part of the answer is degraded); failed (a
+// critical call did, failing the whole fan-out); abandoned (still running when a critical call failed).
+class FanOutMetrics {
+ public:
+  explicit FanOutMetrics(MetricsRegistry& metrics);
+  void Record(const std::string& call, std::string_view outcome) const;
+
+ private:
+  CounterFamily& calls_;
+};
+
 class FanOut : public std::enable_shared_from_this<FanOut> {
  public:
-  static std::shared_ptr<FanOut> Create(Scheduler& scheduler, TimePoint request_deadline = TimePoint::max());
+  // `metrics`, when given, must outlive the fan-out.
+  static std::shared_ptr<FanOut> Create(Scheduler& scheduler, TimePoint request_deadline = TimePoint::max(),
+                                        const FanOutMetrics* metrics = nullptr);
 
   // Adds a call. `start(call_deadline, complete)` issues it; `complete` may be called from any thread, once.
   // On success `on_ok(value)` runs; on failure, timeout or a spent budget `on_fallback(status)` runs for an
@@ -83,7 +98,8 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
     Duration elapsed{};
   };
 
-  FanOut(Scheduler& scheduler, TimePoint deadline) : scheduler_(scheduler), deadline_(deadline) {}
+  FanOut(Scheduler& scheduler, TimePoint deadline, const FanOutMetrics* metrics)
+      : scheduler_(scheduler), deadline_(deadline), metrics_(metrics) {}
   void Complete(size_t index, const Status& status, const std::function<void()>& apply);
   // Must hold mu_. Records the outcome; returns true if the fan-out just finished.
   bool FinishCallLocked(size_t index, const Status& status, const std::function<void()>& apply);
@@ -91,6 +107,7 @@ class FanOut : public std::enable_shared_from_this<FanOut> {
 
   Scheduler& scheduler_;
   TimePoint deadline_;
+  const FanOutMetrics* metrics_;
   std::mutex mu_;
   std::vector<Call> calls_;
   size_t remaining_ = 0;

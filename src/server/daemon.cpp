@@ -10,6 +10,7 @@
 #include "downstream/in_process_transport.h"
 #include "security/secret_file.h"
 #include "server/keys_command.h"
+#include "observability/process_metrics.h"
 #include "observability/trace_context.h"
 
 namespace bff {
@@ -20,6 +21,8 @@ std::string HostOf(const std::string& host_port) { return host_port.substr(0, ho
 
 constexpr int kDemoShelfPage = 200;
 constexpr auto kStartupCallTimeout = std::chrono::seconds(10);
+// /readyz asks the catalog for one product; no answer by then counts as not ready.
+constexpr auto kReadinessTimeout = std::chrono::seconds(2);
 
 HttpResponse JsonError(int status, std::string_view code, const std::string& message, const std::string& trace_id) {
   nlohmann::json body = {{"error", {{"code", code}, {"message", message}, {"trace_id", trace_id}}}};
@@ -103,6 +106,9 @@ Status Daemon::Start() {
     coalescing_ = std::make_unique<CoalescingTransport>(*base, scheduler_);
     base = coalescing_.get();
   }
+  // Outermost, so each call is counted as the typed clients made it.
+  metered_ = std::make_unique<MeteredTransport>(*base, scheduler_, metrics_);
+  base = metered_.get();
   clients_ = std::make_unique<DownstreamClients>(*base, *minter_, scheduler_, domain_.get());
 
   auto keys = ApiKeyStore::Open(config_.data_dir);
@@ -127,6 +133,8 @@ Status Daemon::Start() {
   Status iot = StartIot();
   if (!iot.ok()) return iot;
 
+  RegisterDaemonMetrics();
+
   signals_ = std::make_unique<boost::asio::signal_set>(io_, SIGINT, SIGTERM, SIGHUP);
   WaitForSignal();
 
@@ -145,7 +153,7 @@ Status Daemon::Start() {
 Status Daemon::StartHttpBffs() {
   ApiFront::Options front_opts;
   front_opts.request_timeout = milliseconds(config_.server.request_timeout_ms);
-  front_ = std::make_unique<ApiFront>(front_opts, scheduler_);
+  front_ = std::make_unique<ApiFront>(front_opts, scheduler_, &metrics_);
 
   AccessTokenOptions token_opts;
   token_opts.issuer = config_.mobile.token_issuer;
@@ -169,7 +177,7 @@ Status Daemon::StartHttpBffs() {
 
   mobile_ = std::make_unique<MobileBff>(config_, *clients_, scheduler_, tokens_);
   mobile_->Register(*front_);
-  web_ = std::make_unique<WebBff>(config_, *clients_, scheduler_, *sessions_);
+  web_ = std::make_unique<WebBff>(config_, *clients_, scheduler_, *sessions_, &metrics_);
   web_->Register(*front_);
 
   auto hp = ParseHostPort(config_.server.http);
@@ -202,6 +210,41 @@ void Daemon::WaitForSignal() {
     log::Info("signal received, draining", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
     Stop();
   });
+}
+
+void Daemon::RegisterDaemonMetrics() {
+  RegisterProcessMetrics(metrics_);
+  metrics_.Gauges("bffd_build_info", "Always 1; the version label says which bffd is running.", {"version"})
+      .With({VersionString()})
+      .Set(1);
+  if (mobile_) ExportCacheMetrics(mobile_->cache(), "mobile", metrics_);
+  if (http_) {
+    HttpServer* http = http_.get();
+    metrics_.GaugeCallback("bffd_http_requests_in_flight", "HTTP requests handed to the BFFs and not yet answered.",
+                           [http] { return static_cast<double>(http->in_flight()); });
+    metrics_.GaugeCallback("bffd_http_connections_queued",
+                           "Accepted HTTP connections waiting for a free worker thread (the HTTP worker queue).",
+                           [http] { return static_cast<double>(http->queued_connections()); });
+    metrics_.GaugeCallback("bffd_http_workers_busy", "HTTP worker threads holding a connection now.",
+                           [http] { return static_cast<double>(http->busy_workers()); });
+    const double workers = static_cast<double>(config_.server.http_threads);
+    metrics_.GaugeCallback("bffd_http_workers", "HTTP worker threads configured (server.http_threads).",
+                           [workers] { return workers; });
+    metrics_.CounterCallback("bffd_http_handler_timeouts_total",
+                             "HTTP requests answered 504 because no answer came within the handler timeout.",
+                             [http] { return static_cast<double>(http->handler_timeouts()); });
+  }
+  if (coalescing_) {
+    CoalescingTransport* c = coalescing_.get();
+    metrics_.CounterCallback("bffd_downstream_coalesced_total",
+                             "Downstream reads that shared an identical call already in flight instead of sending their own.",
+                             [c] { return static_cast<double>(c->coalesced_calls()); });
+  }
+  if (mqtt_) {
+    MqttAdapter* mqtt = mqtt_.get();
+    metrics_.GaugeCallback("bffd_mqtt_connected", "1 while the MQTT broker session is up, else 0.",
+                           [mqtt] { return mqtt->connected() ? 1.0 : 0.0; });
+  }
 }
 
 Status Daemon::StartIot() {
@@ -308,17 +351,18 @@ void Daemon::HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> resp
   }
   if (req.path == "/readyz") {
     if (req.method != "GET") return finish(JsonError(405, "method_not_allowed", "use GET", trace.trace_id));
-    RequestContext ctx;
-    ctx.trace = trace;
-    clients_->catalog().ListProducts(ctx, scheduler_.Now() + std::chrono::seconds(2), 1, "",
-                                     [finish, trace](StatusOr<nlohmann::json> r) {
-                                       if (r.ok()) return finish(HttpResponse::Json(200, R"({"status":"ready"})"));
-                                       nlohmann::json body = {{"status", "not_ready"}, {"reason", r.status().message()},
-                                                              {"trace_id", trace.trace_id}};
-                                       finish(HttpResponse::Json(503, body.dump()));
-                                     });
-    return;
+    return HandleReadiness(trace, std::move(finish));
   }
+  if (req.path == "/metrics") {
+    if (req.method != "GET") return finish(JsonError(405, "method_not_allowed", "use GET", trace.trace_id));
+    HttpResponse r;
+    r.status = 200;
+    r.headers.Set("Content-Type", kPrometheusContentType);
+    r.headers.Set("Cache-Control", "no-store");
+    r.body = metrics_.Render();
+    return finish(std::move(r));
+  }
+  if (req.path == "/admin/v1/log-level") return HandleLogLevel(req, trace, std::move(finish));
   if (req.path.rfind("/admin/v1/faults", 0) == 0) {
     if (!domain_) {
       return finish(JsonError(404, "not_found",
@@ -330,6 +374,42 @@ void Daemon::HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> resp
     return;
   }
   finish(JsonError(404, "not_found", "no such admin path: " + req.path, trace.trace_id));
+}
+
+void Daemon::HandleReadiness(const TraceContext& trace, std::function<void(HttpResponse)> finish) {
+  RequestContext ctx;
+  ctx.trace = trace;
+  clients_->catalog().ListProducts(
+      ctx, scheduler_.Now() + kReadinessTimeout, 1, "", [this, finish, trace](StatusOr<nlohmann::json> r) {
+        // Every reason at once: an operator fixing one should not discover the next on the following probe.
+        std::vector<std::string> reasons;
+        if (mqtt_ && !mqtt_->connected()) reasons.push_back("mqtt: not connected to " + config_.mqtt.uri);
+        if (!r.ok()) reasons.push_back("domain: " + r.status().message());
+        if (reasons.empty()) return finish(HttpResponse::Json(200, R"({"status":"ready"})"));
+        nlohmann::json body = {{"status", "not_ready"}, {"reasons", reasons}, {"trace_id", trace.trace_id}};
+        finish(HttpResponse::Json(503, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+      });
+}
+
+void Daemon::HandleLogLevel(const HttpRequest& req, const TraceContext& trace, std::function<void(HttpResponse)> finish) {
+  auto current = [] {
+    return HttpResponse::Json(200, nlohmann::json{{"level", log::LevelName(log::GetLevel())}}.dump());
+  };
+  if (req.method == "GET") return finish(current());
+  if (req.method != "PUT") return finish(JsonError(405, "method_not_allowed", "use GET or PUT", trace.trace_id));
+  auto body = nlohmann::json::parse(req.body, nullptr, false);
+  log::Level level;
+  if (!body.is_object() || !body.contains("level") || !body["level"].is_string() ||
+      !log::ParseLevel(body["level"].get<std::string>(), &level)) {
+    return finish(JsonError(400, "invalid_argument", R"(expected {"level": "debug" | "info" | "warn" | "error"})",
+                            trace.trace_id));
+  }
+  log::Level before = log::GetLevel();
+  log::SetLevel(level);
+  // Written whatever the new level, so the change itself is always on record.
+  log::Write(log::Level::kInfo, "log level changed", {{"from", log::LevelName(before)}, {"to", log::LevelName(level)}},
+             trace.trace_id);
+  finish(current());
 }
 
 void Daemon::Stop() {

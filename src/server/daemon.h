@@ -27,6 +27,8 @@
 #include "domain/domain_services.h"
 #include "downstream/clients.h"
 #include "downstream/http_transport.h"
+#include "downstream/metered_transport.h"
+#include "observability/metrics.h"
 #include "orchestration/coalescing_transport.h"
 #include "security/api_key_store.h"
 #include "security/internal_credential.h"
@@ -51,6 +53,9 @@ class Daemon {
   uint16_t coap_port() const { return coap_ ? coap_->coap_port() : 0; }
   uint16_t coaps_port() const { return coap_ ? coap_->coaps_port() : 0; }
   DownstreamClients& clients() { return *clients_; }
+  // The daemon's one registry, served on the admin listener's /metrics. Components built here get it (or
+  // handles registered in it) from the daemon.
+  MetricsRegistry& metrics() { return metrics_; }
   Scheduler& scheduler() { return scheduler_; }
   const Config& config() const { return config_; }
   // Provisioned-at-first-start demo keys file ("device_id shelf_id key" per line), or empty.
@@ -63,10 +68,15 @@ class Daemon {
   Status StartHttpBffs();
   Status StartIot();
   void HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> respond);
+  void HandleReadiness(const TraceContext& trace, std::function<void(HttpResponse)> finish);
+  void HandleLogLevel(const HttpRequest& req, const TraceContext& trace, std::function<void(HttpResponse)> finish);
+  void RegisterDaemonMetrics();
   void Drain();
   void WaitForSignal();
 
   Config config_;
+  // First member, so destroyed last: scrape callbacks read components declared below.
+  MetricsRegistry metrics_;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   AsioScheduler scheduler_;
@@ -76,6 +86,7 @@ class Daemon {
   std::unique_ptr<Transport> in_process_;
   std::shared_ptr<HttpTransport> http_transport_;
   std::unique_ptr<CoalescingTransport> coalescing_;
+  std::unique_ptr<MeteredTransport> metered_;
   std::unique_ptr<DownstreamClients> clients_;
   std::unique_ptr<ApiKeyStore> keys_;
   std::shared_ptr<HttpListener> admin_;

@@ -16,6 +16,13 @@ using nlohmann::json;
 
 std::string Bffd() { return BinPath("bffd"); }
 
+// Readiness also waits for the MQTT broker when MQTT is on; these tests have no broker.
+std::string NoMqttConfig(const TempDir& dir) {
+  std::string path = dir.path() + "/no-mqtt.toml";
+  std::ofstream(path) << "[mqtt]\nenabled = false\n";
+  return path;
+}
+
 TEST(BffdCommandLineTest, VersionAndHelp) {
   std::string out;
   EXPECT_EQ(RunCommand(Bffd() + " --version", &out), 0);
@@ -47,7 +54,7 @@ TEST(BffdCommandLineTest, CheckConfigAcceptsShippedFileAndNamesBadSettings) {
 
 TEST(BffdProcessTest, EmbeddedDomainServesAdminProvisionsDemoFleetAndDrainsOnSigterm) {
   TempDir dir;
-  BffdProcess bffd(dir.path());
+  BffdProcess bffd(dir.path(), {"--config", NoMqttConfig(dir)});
   ASSERT_TRUE(bffd.ready()) << bffd.process().Stderr();
   std::string admin = "http://127.0.0.1:" + std::to_string(bffd.admin_port());
   TestHttpClient http;
@@ -115,7 +122,7 @@ TEST(BffdProcessTest, RemoteDomainOverHttpAndReadinessFollowsIt) {
   DomainProcess domain(dir.path());
   ASSERT_TRUE(domain.ready()) << domain.process().Stderr();
   // Sharing the data directory shares internal.key, the secret behind the internal credential.
-  BffdProcess bffd(dir.path(), {"--domain", domain.base_url()});
+  BffdProcess bffd(dir.path(), {"--domain", domain.base_url(), "--config", NoMqttConfig(dir)});
   ASSERT_TRUE(bffd.ready()) << bffd.process().Stderr();
   std::string admin = "http://127.0.0.1:" + std::to_string(bffd.admin_port());
   TestHttpClient http;

@@ -288,5 +288,32 @@ TEST(IfNoneMatchTest, JunkNeverMatchesOrCrashes) {
   EXPECT_FALSE(IfNoneMatchMatches(binary, etag));
 }
 
+TEST_F(ResponseCacheTest, MetricsExposeTheCacheCountersAtScrapeTime) {
+  MetricsRegistry metrics;
+  ExportCacheMetrics(cache_, "mobile", metrics);
+  cache_.Get("a");  // miss
+  cache_.Put("a", "body-a");
+  cache_.Get("a");  // hit
+  cache_.Get("a");  // hit
+  clock_.Advance(seconds(11));
+  cache_.Get("a");  // stale
+  cache_.CountStaleOnError();
+  std::string text = metrics.Render();
+  auto sample = [&](const std::string& series) {
+    size_t at = text.find("\n" + series + " ");
+    if (at == std::string::npos) return std::string();
+    size_t v = at + series.size() + 2;
+    return text.substr(v, text.find('\n', v) - v);
+  };
+  EXPECT_EQ(sample(R"(bffd_cache_requests_total{client="mobile",result="hit"})"), "2");
+  EXPECT_EQ(sample(R"(bffd_cache_requests_total{client="mobile",result="miss"})"), "1");
+  EXPECT_EQ(sample(R"(bffd_cache_requests_total{client="mobile",result="stale"})"), "1");
+  EXPECT_EQ(sample(R"(bffd_cache_stale_on_error_total{client="mobile"})"), "1");
+  EXPECT_EQ(sample(R"(bffd_cache_entries{client="mobile"})"), "1");
+  EXPECT_EQ(sample(R"(bffd_cache_bytes{client="mobile"})"), std::to_string(EntryBytes("a", "body-a")));
+  EXPECT_NE(text.find("# TYPE bffd_cache_requests_total counter\n"), std::string::npos);
+  EXPECT_NE(text.find("# TYPE bffd_cache_entries gauge\n"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace bff

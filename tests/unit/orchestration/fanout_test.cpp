@@ -173,5 +173,42 @@ TEST_F(FanOutTest, DependentChainInsideOneCallKeepsTheCriticalPath) {
   EXPECT_EQ(finished_at_ - t0, milliseconds(30));
 }
 
+TEST_F(FanOutTest, MetricsCountHowEachCallEnded) {
+  MetricsRegistry registry;
+  FanOutMetrics metrics(registry);
+  TimePoint t0 = sched_.Now();
+  auto page = FanOut::Create(sched_, t0 + milliseconds(1000), &metrics);
+  page->Add<int>("catalog", Criticality::kCritical, milliseconds(200), DelayedCall(sched_, milliseconds(10), 1), [](int) {});
+  page->Add<int>("reviews", Criticality::kOptional, milliseconds(50), DelayedCall(sched_, milliseconds(500), 2), [](int) {},
+                 [](const Status&) {});
+  page->Add<int>("promotions", Criticality::kOptional, milliseconds(50), DelayedCall(sched_, milliseconds(10), Unavailable("down")),
+                 [](int) {}, [](const Status&) {});
+  RunToEnd(page);
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_TRUE(result_->status.ok());
+
+  result_.reset();
+  auto failing = FanOut::Create(sched_, sched_.Now() + milliseconds(1000), &metrics);
+  failing->Add<int>("catalog", Criticality::kCritical, milliseconds(200), DelayedCall(sched_, milliseconds(10), NotFound("no such sku")),
+                    [](int) {});
+  failing->Add<int>("reviews", Criticality::kOptional, milliseconds(200), DelayedCall(sched_, milliseconds(100), 2), [](int) {});
+  RunToEnd(failing);
+  ASSERT_TRUE(result_.has_value());
+  EXPECT_FALSE(result_->status.ok());
+
+  std::string text = registry.Render();
+  auto sample = [&](const std::string& call, const std::string& outcome) {
+    std::string series = "bffd_fanout_calls_total{call=\"" + call + "\",outcome=\"" + outcome + "\"} ";
+    size_t at = text.find(series);
+    return at == std::string::npos ? std::string() : text.substr(at + series.size(), text.find('\n', at) - at - series.size());
+  };
+  EXPECT_EQ(sample("catalog", "ok"), "1");
+  EXPECT_EQ(sample("catalog", "failed"), "1");
+  EXPECT_EQ(sample("reviews", "fallback"), "1");  // timed out
+  EXPECT_EQ(sample("promotions", "fallback"), "1");  // failed
+  EXPECT_EQ(sample("reviews", "abandoned"), "1");  // still running when the catalog failed
+  EXPECT_EQ(sample("reviews", "ok"), "");
+}
+
 }  // namespace
 }  // namespace bff

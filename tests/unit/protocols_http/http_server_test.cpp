@@ -485,6 +485,34 @@ TEST(HttpServerTest, KeepAliveConnectionServesManyRequests) {
   EXPECT_EQ(calls.load(), 3);
 }
 
+TEST(HttpServerTest, ConnectionsPastThePoolWaitInItsQueueAndAreCounted) {
+  auto options = TestOptions();
+  options.threads = 1;
+  auto server = MustStart(options, Echo());
+  ASSERT_TRUE(server);
+  EXPECT_EQ(server->busy_workers(), 0u);
+  EXPECT_EQ(server->queued_connections(), 0u);
+  // The one worker keeps this keep-alive connection...
+  std::optional<Connection> held;
+  held.emplace(server->port());
+  ASSERT_TRUE(held->connected());
+  ASSERT_TRUE(held->Send(Get("/held")));
+  ASSERT_TRUE(held->Read());
+  EXPECT_EQ(server->busy_workers(), 1u);
+  // ...so the next connection waits for it, unanswered.
+  Connection waiting(server->port());
+  ASSERT_TRUE(waiting.connected());
+  ASSERT_TRUE(waiting.Send(Get("/waiting")));
+  EXPECT_TRUE(WaitFor([&] { return server->queued_connections() == 1; }));
+  // Closing the held connection frees the worker for the waiting one.
+  held.reset();
+  auto reply = waiting.Read();
+  ASSERT_TRUE(reply);
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(server->queued_connections(), 0u);
+  EXPECT_EQ(server->busy_workers(), 1u);
+}
+
 TEST(HttpServerTest, KeepAliveEndsAfterTheConfiguredRequestCount) {
   auto options = TestOptions();
   options.keep_alive_max_requests = 2;

@@ -218,6 +218,18 @@ TEST(OtlpExporterTest, RootSpanHasNoParentAndDefaultsToOurVersion) {
   EXPECT_EQ(exporter->endpoint(), receiver.url() + "/otlp/v1/traces");
 }
 
+TEST(OtlpExporterTest, ResolvesAHostName) {
+  OtlpReceiver receiver;
+  auto exporter = MustCreate(Options("http://localhost:" + std::to_string(receiver.port())));
+  ASSERT_NE(exporter, nullptr);
+  Span s = MakeSpan(RandomIdHex(16), 0);
+  std::string trace_id = s.trace_id;
+  exporter->Record(std::move(s));
+  ASSERT_TRUE(exporter->Flush(In(kWait)));
+  EXPECT_EQ(receiver.WaitForSpans(trace_id, 1, kWait).size(), 1u);
+  EXPECT_EQ(exporter->counters().exported_spans.load(), 1u);
+}
+
 TEST(OtlpExporterTest, BatchesOfAtMostMaxBatch) {
   OtlpReceiver receiver;
   OtlpExporterOptions o = Options(receiver.url());

@@ -69,3 +69,28 @@ cpu_busy_pct() {
 }
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# run_wrk LABEL CONNECTIONS URL DURATION [WRK ARGS...]: runs wrk, keeps its output in $WORK/wrk-LABEL.txt,
+# prints req/s.
+run_wrk() {
+  local label="$1" conns="$2" url="$3" duration="$4" out="$WORK/wrk-$1.txt"
+  shift 4
+  local busy waited=0
+  busy="$(cpu_busy_pct)"
+  # Between runs the servers idle: anything busy now is another workload sharing the cores. Give it a while
+  # to finish before measuring anyway.
+  while [ "$busy" -gt "$QUIET_BUSY_PCT" ] && [ "$waited" -lt "$QUIET_WAIT_S" ]; do
+    [ "$waited" -eq 0 ] && log "$label: the machine is ${busy}% busy; waiting up to ${QUIET_WAIT_S}s for it to calm down"
+    sleep 2; waited=$((waited + 3))
+    busy="$(cpu_busy_pct)"
+  done
+  [ "$busy" -le "$QUIET_BUSY_PCT" ] || log "warning: $label starts with the machine ${busy}% busy; its figure is suspect"
+  [ "$(pgrep -c cc1plus || true)" -eq 0 ] || log "warning: $label starts while compilers run; its figure is suspect"
+  wrk -t"$WRK_THREADS" -c"$conns" -d"$duration" --timeout "$WRK_TIMEOUT" --latency "$@" "$url" >"$out" 2>&1 ||
+    die "wrk failed against $url: $(tail -n 3 "$out")"
+  if grep -q -e 'Non-2xx' -e 'Socket errors' "$out"; then
+    log "warning: $label: $(grep -h -e 'Non-2xx' -e 'Socket errors' "$out" | tr -s ' ' | paste -sd';' -)"
+  fi
+  [ "$(pgrep -c cc1plus || true)" -eq 0 ] || log "warning: $label ended while compilers run; its figure is suspect"
+  awk '/^Requests\/sec:/ { print $2 }' "$out"
+}

@@ -120,6 +120,7 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.Str(*t, "server", "coaps", &c.server.coaps);
     r.Int(*t, "server", "threads", &c.server.threads);
     r.Int(*t, "server", "drain_timeout_ms", &c.server.drain_timeout_ms);
+    r.Bool(*t, "server", "metrics", &c.server.metrics);
     r.Int(*t, "server", "http_threads", &c.server.http_threads);
     r.Int(*t, "server", "request_timeout_ms", &c.server.request_timeout_ms);
     r.Int(*t, "server", "max_body_bytes", &c.server.max_body_bytes);

@@ -22,6 +22,7 @@ struct Config {
     int http_threads = 128;                 // HTTP worker pool: one per keep-alive connection expected, plus headroom
     int request_timeout_ms = 5000;          // deadline of one client request, across all its downstream calls
     int max_body_bytes = 16384;             // larger request bodies: 413
+    bool metrics = true;                    // record Prometheus metrics (GET /metrics on the admin listener)
   } server;
   struct Mobile {
     int max_age_s = 3600;                  // Cache-Control max-age of product answers

@@ -107,8 +107,10 @@ Status Daemon::Start() {
     base = coalescing_.get();
   }
   // Outermost, so each call is counted as the typed clients made it.
-  metered_ = std::make_unique<MeteredTransport>(*base, scheduler_, metrics_);
-  base = metered_.get();
+  if (config_.server.metrics) {
+    metered_ = std::make_unique<MeteredTransport>(*base, scheduler_, metrics_);
+    base = metered_.get();
+  }
   clients_ = std::make_unique<DownstreamClients>(*base, *minter_, scheduler_, domain_.get());
 
   auto keys = ApiKeyStore::Open(config_.data_dir);
@@ -153,7 +155,7 @@ Status Daemon::Start() {
 Status Daemon::StartHttpBffs() {
   ApiFront::Options front_opts;
   front_opts.request_timeout = milliseconds(config_.server.request_timeout_ms);
-  front_ = std::make_unique<ApiFront>(front_opts, scheduler_, &metrics_);
+  front_ = std::make_unique<ApiFront>(front_opts, scheduler_, recorded_metrics());
 
   AccessTokenOptions token_opts;
   token_opts.issuer = config_.mobile.token_issuer;
@@ -177,7 +179,7 @@ Status Daemon::StartHttpBffs() {
 
   mobile_ = std::make_unique<MobileBff>(config_, *clients_, scheduler_, tokens_);
   mobile_->Register(*front_);
-  web_ = std::make_unique<WebBff>(config_, *clients_, scheduler_, *sessions_, &metrics_);
+  web_ = std::make_unique<WebBff>(config_, *clients_, scheduler_, *sessions_, recorded_metrics());
   web_->Register(*front_);
 
   auto hp = ParseHostPort(config_.server.http);
@@ -213,6 +215,7 @@ void Daemon::WaitForSignal() {
 }
 
 void Daemon::RegisterDaemonMetrics() {
+  if (!config_.server.metrics) return;
   RegisterProcessMetrics(metrics_);
   metrics_.Gauges("bffd_build_info", "Always 1; the version label says which bffd is running.", {"version"})
       .With({VersionString()})
@@ -355,6 +358,9 @@ void Daemon::HandleAdmin(HttpRequest req, std::function<void(HttpResponse)> resp
   }
   if (req.path == "/metrics") {
     if (req.method != "GET") return finish(JsonError(405, "method_not_allowed", "use GET", trace.trace_id));
+    if (!config_.server.metrics) {
+      return finish(JsonError(404, "not_found", "metrics are off (server.metrics = false)", trace.trace_id));
+    }
     HttpResponse r;
     r.status = 200;
     r.headers.Set("Content-Type", kPrometheusContentType);

@@ -56,6 +56,8 @@ class Daemon {
   // The daemon's one registry, served on the admin listener's /metrics. Components built here get it (or
   // handles registered in it) from the daemon.
   MetricsRegistry& metrics() { return metrics_; }
+  // The registry for components to record into; nullptr when server.metrics is off.
+  MetricsRegistry* recorded_metrics() { return config_.server.metrics ? &metrics_ : nullptr; }
   Scheduler& scheduler() { return scheduler_; }
   const Config& config() const { return config_; }
   // Provisioned-at-first-start demo keys file ("device_id shelf_id key" per line), or empty.

@@ -72,7 +72,7 @@ StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string&
   if (!record.ok()) {
     counters_.auth_failures.fetch_add(1);
     log::Info("iot: key refused", {{"device", device_id}, {"transport", IotTransportName(caller.transport)}},
-              caller.trace.trace_id);
+              log::Scope(caller.trace.trace_id, "iot"));
     *error = Error(StatusCode::kUnauthenticated, "unknown device or wrong key", 0, seq);
     return record.status();
   }
@@ -150,7 +150,7 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
           IotReply r = Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS, tel.seq);
           r.acknowledge = false;
           log::Warn("iot: reading not acknowledged", {{"device", device}, {"seq", tel.seq}, {"reason", accepted.status().message()}},
-                    ctx.trace.trace_id);
+                    log::Scope(ctx.trace.trace_id, "iot"));
           return done(std::move(r));
         }
         {

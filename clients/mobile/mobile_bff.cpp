@@ -90,7 +90,8 @@ void MobileBff::RefreshInBackground(const ApiCall& call, const std::string& sku)
                                     cache_.Invalidate(sku);
                                   } else {
                                     log::Warn("background refresh failed; serving the stale copy",
-                                              {{"sku", sku}, {"reason", p.status().message()}}, trace_id);
+                                              {{"sku", sku}, {"reason", p.status().message()}},
+                                              log::Scope(trace_id, "mobile"));
                                   }
                                   cache_.EndRefresh(sku);
                                 });

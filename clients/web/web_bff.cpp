@@ -145,7 +145,7 @@ void WebBff::GetProduct(std::shared_ptr<ApiCall> call, Respond respond) {
                                    call->trace_id(), options_.retry_after_s));
     }
     for (const auto& d : result.degraded) {
-      log::Info("degraded", {{"part", d}, {"route", "web.product"}}, call->trace_id());
+      log::Info("degraded", {{"part", d}, {"route", "web.product"}}, call->log_scope());
     }
     OrderedJson out = Pick(page->product, {{"id", "sku"},
                                            {"name", "name"},

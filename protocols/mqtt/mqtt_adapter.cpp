@@ -208,7 +208,7 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
       stats_.published.fetch_add(1);
     } catch (const mqtt::exception& e) {
       stats_.publish_failures.fetch_add(1);
-      log::Warn("mqtt: publish failed", {{"topic", topic}, {"reason", e.what()}}, trace.trace_id);
+      log::Warn("mqtt: publish failed", {{"topic", topic}, {"reason", e.what()}}, log::Scope(trace.trace_id, "iot"));
     }
   }
 

@@ -201,7 +201,7 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   auto once = std::make_shared<std::atomic<bool>>(false);
   Respond finish = [this, match, call, respond = std::move(respond), &sched, once](HttpResponse r) {
     if (once->exchange(true)) {
-      log::Warn("handler answered twice", {{"path", call->http().path}}, call->trace_id());
+      log::Warn("handler answered twice", {{"path", call->http().path}}, call->log_scope());
       return;
     }
     const Duration elapsed = sched.Now() - call->started();
@@ -212,8 +212,8 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
     if (call->http().method == "HEAD") r.body.clear();
     if (log::Enabled(log::Level::kDebug)) {
       log::Debug("request", {{"method", call->http().method}, {"path", call->http().path}, {"status", r.status},
-                             {"client", call->ctx().client}, {"ms", total_ms}},
-                 call->trace_id());
+                             {"ms", total_ms}},
+                 call->log_scope());
     }
     respond(std::move(r));
   };
@@ -236,7 +236,7 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   try {
     match->handler(call, finish);
   } catch (const std::exception& e) {
-    log::Error("handler threw", {{"path", call->http().path}, {"what", e.what()}}, call->trace_id());
+    log::Error("handler threw", {{"path", call->http().path}, {"what", e.what()}}, call->log_scope());
     finish(ErrorResponse(500, "internal", "internal error", call->trace_id()));
   }
 }

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/http_message.h"
+#include "common/log.h"
 #include "common/scheduler.h"
 #include "common/status.h"
 #include "observability/metrics.h"
@@ -34,6 +35,8 @@ class ApiCall {
   RequestContext& ctx() { return ctx_; }
   const RequestContext& ctx() const { return ctx_; }
   const std::string& trace_id() const { return ctx_.trace.trace_id; }
+  // For log lines about this request: its trace id and client kind.
+  log::Scope log_scope() const { return log::Scope(ctx_.trace.trace_id, ctx_.client); }
   TimePoint started() const { return started_; }
   // Path parameter captured by the route pattern ("{sku}" → "sku").
   std::string param(const std::string& name) const;

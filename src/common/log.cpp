@@ -2,6 +2,7 @@
 #include "common/log.h"
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -55,14 +56,49 @@ void SetSink(std::function<void(std::string_view)> sink) {
   g_sink = std::move(sink);
 }
 
-void Write(Level level, std::string_view msg, const nlohmann::json& fields, std::string_view trace_id) {
+bool IsSecretFieldName(std::string_view name) {
+  std::string n;
+  n.reserve(name.size());
+  for (char c : name) n.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  if (n == "k" || n == "key" || n == "psk") return true;
+  for (std::string_view word : {"api_key", "apikey", "password", "passwd", "secret", "token", "authorization",
+                                "cookie", "credential", "csrf", "private_key", "bearer"}) {
+    if (n.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+namespace {
+
+nlohmann::json Redacted(const nlohmann::json& v) {
+  if (v.is_object()) {
+    nlohmann::json out = nlohmann::json::object();
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      out[it.key()] = IsSecretFieldName(it.key()) ? nlohmann::json("[redacted]") : Redacted(it.value());
+    }
+    return out;
+  }
+  if (v.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& e : v) out.push_back(Redacted(e));
+    return out;
+  }
+  return v;
+}
+
+}  // namespace
+
+void Write(Level level, std::string_view msg, const nlohmann::json& fields, Scope scope) {
   nlohmann::ordered_json line;
   line["ts"] = NowRfc3339();
   line["level"] = LevelName(level);
   line["msg"] = msg;
-  if (!trace_id.empty()) line["trace_id"] = trace_id;
+  if (!scope.trace_id.empty()) line["trace_id"] = scope.trace_id;
+  if (!scope.client.empty()) line["client"] = scope.client;
   if (fields.is_object()) {
-    for (auto it = fields.begin(); it != fields.end(); ++it) line[it.key()] = it.value();
+    for (auto it = fields.begin(); it != fields.end(); ++it) {
+      line[it.key()] = IsSecretFieldName(it.key()) ? nlohmann::json("[redacted]") : Redacted(it.value());
+    }
   }
   std::string out = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   out.push_back('\n');

@@ -52,8 +52,39 @@ void IotBff::EnsureTrace(IotCaller& caller) {
   if (!caller.trace.valid()) caller.trace = TraceContext::NewRoot();
 }
 
+std::function<void(IotReply)> IotBff::Traced(const IotCaller& caller, std::string_view mqtt_topic,
+                                             std::string_view coap_resource,
+                                             std::function<void(IotReply)> done) const {
+  if (!tracer_ || !tracer_->enabled()) return done;
+  const bool mqtt = caller.transport == IotTransport::kMqtt;
+  if (mqtt && mqtt_topic.empty()) return done;  // part of an MQTT message that has its own span
+  // caller.trace is already this hop's span: the adapters made it a child of the device's traceparent.
+  ActiveSpan span = tracer_->Start(mqtt ? mqtt_topic : coap_resource, SpanKind::kServer, caller.trace);
+  if (!span.recording()) return done;
+  span.SetAttribute(span_attr::kProtocol, IotTransportName(caller.transport))
+      .SetAttribute(span_attr::kClientKind, "iot");
+  if (mqtt) {
+    span.SetAttribute(span_attr::kMqttTopic, mqtt_topic);
+  } else {
+    span.SetAttribute(span_attr::kHttpRoute, coap_resource);
+  }
+  return [span, done = std::move(done)](IotReply reply) mutable {
+    if (reply.code == StatusCode::kOk) {
+      span.SetAttribute(span_attr::kIotResult, "ok");
+      span.SetOk();
+    } else {
+      span.SetAttribute(span_attr::kIotResult, StatusCodeName(reply.code))
+          .SetAttribute(span_attr::kStatusCode, StatusCodeName(reply.code));
+      span.SetError(reply.acknowledge ? "rejected" : "not acknowledged");
+    }
+    span.End();
+    done(std::move(reply));
+  };
+}
+
 RequestContext IotBff::ContextFor(const IotCaller& caller, const std::string& device_id) const {
   RequestContext ctx;
+  ctx.tracer = tracer_;
   ctx.trace = caller.trace.valid() ? caller.trace : TraceContext::NewRoot();
   ctx.subject = device_id;
   ctx.client = "iot";
@@ -88,6 +119,7 @@ StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string&
 void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::function<void(IotReply)> done) {
   counters_.telemetry_received.fetch_add(1);
   EnsureTrace(caller);
+  done = Traced(caller, "iot/v1/{device}/telemetry", "POST /t", std::move(done));
   auto reject = [this, &done](IotReply r) {
     counters_.telemetry_rejected.fetch_add(1);
     done(std::move(r));
@@ -276,6 +308,7 @@ void IotBff::Unobserve(uint64_t id) {
 void IotBff::HandleStockQuery(IotCaller caller, std::string payload, std::function<void(IotReply)> done) {
   counters_.stock_queries.fetch_add(1);
   EnsureTrace(caller);
+  done = Traced(caller, "iot/v1/{device}/stock/get", "stock/get", std::move(done));
   auto q = DecodeStockQuery(payload, max_payload_bytes_);
   if (!q.ok()) {
     counters_.bad_payloads.fetch_add(1);
@@ -288,6 +321,7 @@ void IotBff::HandleStockQuery(IotCaller caller, std::string payload, std::functi
 
 void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::function<void(IotReply)> done) {
   EnsureTrace(caller);
+  done = Traced(caller, {}, "GET /s/{shelf_id}", std::move(done));  // MQTT: traced as its stock/get
   if (!IsValidId(shelf_id)) return done(Error(StatusCode::kInvalidArgument, "bad shelf id"));
   IotReply error;
   auto record = Admit(caller, caller.device_id, caller.api_key, &error);
@@ -308,6 +342,7 @@ void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::f
 
 void IotBff::GetSkuInStock(IotCaller caller, const std::string& sku, std::function<void(IotReply)> done) {
   EnsureTrace(caller);
+  done = Traced(caller, {}, "GET /p/{sku}", std::move(done));
   if (!IsValidId(sku)) return done(Error(StatusCode::kInvalidArgument, "bad sku"));
   IotReply error;
   auto record = Admit(caller, caller.device_id, caller.api_key, &error);

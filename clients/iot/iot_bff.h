@@ -86,6 +86,10 @@ class IotBff {
   // Checks a device's key for transports that authenticate first (DTLS): kUnauthenticated otherwise.
   StatusOr<ApiKeyRecord> Authenticate(const std::string& device_id, const std::string& key);
 
+  // Server spans per message and request, and every child below them; null: none. Set before the
+  // adapters start; must outlive this.
+  void set_tracer(const Tracer* tracer) { tracer_ = tracer; }
+
   const IotCounters& counters() const { return counters_; }
   size_t max_payload_bytes() const { return max_payload_bytes_; }
 
@@ -106,6 +110,11 @@ class IotBff {
   IotReply Error(StatusCode code, const std::string& message, int retry_after_s = 0,
                  std::optional<uint64_t> seq = std::nullopt);
   static void EnsureTrace(IotCaller& caller);
+  // Starts the server span of one message or request and returns `done` wrapped to end it with the
+  // result. `mqtt_topic` names the topic pattern (empty: an MQTT caller is already traced by its
+  // message), `coap_resource` the CoAP resource pattern.
+  std::function<void(IotReply)> Traced(const IotCaller& caller, std::string_view mqtt_topic,
+                                       std::string_view coap_resource, std::function<void(IotReply)> done) const;
   RequestContext ContextFor(const IotCaller& caller, const std::string& device_id) const;
 
   Config::Iot options_;
@@ -116,6 +125,7 @@ class IotBff {
   KeyRegistry& keys_;
   RateLimiter& limiter_;
   IotCounters counters_;
+  const Tracer* tracer_ = nullptr;
 
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const ShelfFlags>> flags_;     // shelf → cached flags

@@ -103,6 +103,13 @@ void MobileBff::GetProduct(std::shared_ptr<ApiCall> call, Respond respond) {
   if (!valid.ok()) return respond(ErrorResponse(valid, call->trace_id()));
 
   CacheLookup hit = cache_.Get(sku);
+  if (call->ctx().tracer) {
+    // Recorded after the fact: the lookup itself is too quick to be worth a span open around it.
+    ActiveSpan lookup = call->ctx().StartSpan("cache.lookup", SpanKind::kInternal, call->ctx().trace.Child());
+    const bool fresh = hit.freshness == Freshness::kFresh, stale = hit.freshness == Freshness::kStale;
+    lookup.SetAttribute(span_attr::kCacheHit, fresh || stale)
+        .SetAttribute(span_attr::kCacheResult, fresh ? "hit" : stale ? "stale" : "miss");
+  }
   if (hit.freshness == Freshness::kFresh) {
     call->AddTiming("cache", -1, "hit");
     return ServeCached(*call, *hit.entry, hit.age, false, std::move(respond));
@@ -277,7 +284,11 @@ void MobileBff::Token(std::shared_ptr<ApiCall> call, Respond respond) {
 void MobileBff::AddCartItem(std::shared_ptr<ApiCall> call, Respond respond) {
   std::string auth(call->http().headers.Get("Authorization"));
   TimePoint t0 = scheduler_.Now();
-  tokens_->Validate(auth, [this, call, t0, respond = std::move(respond)](StatusOr<AuthenticatedUser> user) {
+  ActiveSpan auth_span = call->ctx().StartSpan("auth.check", SpanKind::kInternal, call->ctx().trace.Child());
+  auth_span.SetAttribute(span_attr::kAuthKind, "jwt");
+  tokens_->Validate(auth, [this, call, t0, auth_span, respond = std::move(respond)](StatusOr<AuthenticatedUser> user) mutable {
+    auth_span.SetStatus(user.ok() ? Status::Ok() : user.status());
+    auth_span.End();
     call->AddTiming("auth", MsSince(scheduler_, t0));
     if (!user.ok()) {
       HttpResponse r = ErrorResponse(user.status(), call->trace_id(), options_.retry_after_s);

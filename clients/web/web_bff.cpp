@@ -144,9 +144,12 @@ void WebBff::GetProduct(std::shared_ptr<ApiCall> call, Respond respond) {
       return respond(ErrorResponse(Unavailable("the catalog is unavailable right now (" + result.status.message() + ")"),
                                    call->trace_id(), options_.retry_after_s));
     }
+    std::string degraded;
     for (const auto& d : result.degraded) {
       log::Info("degraded", {{"part", d}, {"route", "web.product"}}, call->log_scope());
+      degraded += (degraded.empty() ? "" : ",") + d;
     }
+    if (!degraded.empty()) call->span().SetAttribute(span_attr::kDegraded, degraded);
     OrderedJson out = Pick(page->product, {{"id", "sku"},
                                            {"name", "name"},
                                            {"description", "description"},
@@ -185,13 +188,19 @@ std::optional<Session> WebBff::SessionOf(const ApiCall& call) {
 }
 
 StatusOr<Session> WebBff::SessionWithCsrf(const ApiCall& call) {
-  auto session = SessionOf(call);
-  if (!session) return Unauthenticated("log in first: no valid session");
-  std::string_view csrf = call.http().headers.Get("X-CSRF-Token");
-  if (csrf.empty() || !ConstantTimeEquals(csrf, session->csrf_token)) {
-    return PermissionDenied("missing or wrong X-CSRF-Token");
-  }
-  return *session;
+  ActiveSpan span = call.ctx().StartSpan("auth.check", SpanKind::kInternal, call.ctx().trace.Child());
+  span.SetAttribute(span_attr::kAuthKind, "session");
+  auto checked = [&]() -> StatusOr<Session> {
+    auto session = SessionOf(call);
+    if (!session) return Unauthenticated("log in first: no valid session");
+    std::string_view csrf = call.http().headers.Get("X-CSRF-Token");
+    if (csrf.empty() || !ConstantTimeEquals(csrf, session->csrf_token)) {
+      return PermissionDenied("missing or wrong X-CSRF-Token");
+    }
+    return *session;
+  }();
+  span.SetStatus(checked.ok() ? Status::Ok() : checked.status());
+  return checked;
 }
 
 void WebBff::Login(std::shared_ptr<ApiCall> call, Respond respond) {

@@ -168,6 +168,7 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   RequestContext ctx;
   ctx.trace = TraceContext::AcceptOrCreate(req.headers.Get("traceparent"), req.headers.Get("tracestate"));
   ctx.deadline = started + options_.request_timeout;
+  ctx.tracer = options_.tracer;
 
   // Match: same number of segments, literal segments equal, "{x}" captures anything non-empty.
   std::vector<std::string> segs = Split(req.path);
@@ -197,6 +198,18 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   }
 
   auto call = std::make_shared<ApiCall>(std::move(req), std::move(ctx), started);
+  if (options_.tracer && options_.tracer->enabled()) {
+    // The request's own context is this hop's span (AcceptOrCreate made it the caller's child).
+    // An unmatched request's method is client input: it stays out of the span.
+    const std::string& method = match ? match->method : std::string("HTTP");
+    const std::string& route = match ? match->pattern : std::string(kUnmatchedRoute);
+    ActiveSpan span = options_.tracer->Start(method + " " + route, SpanKind::kServer, call->ctx().trace);
+    span.SetAttribute(span_attr::kProtocol, "http")
+        .SetAttribute(span_attr::kClientKind, match ? std::string_view(match->client) : ClientOfPath(call->http().path))
+        .SetAttribute(span_attr::kHttpMethod, method)
+        .SetAttribute(span_attr::kHttpRoute, route);
+    call->set_span(std::move(span));
+  }
   Scheduler& sched = scheduler_;
   auto once = std::make_shared<std::atomic<bool>>(false);
   Respond finish = [this, match, call, respond = std::move(respond), &sched, once](HttpResponse r) {
@@ -206,6 +219,11 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
     }
     const Duration elapsed = sched.Now() - call->started();
     Record(match, *call, r.status, elapsed);
+    if (ActiveSpan& span = call->span(); span.recording()) {
+      span.SetAttribute(span_attr::kHttpStatusCode, r.status);
+      if (r.status >= 500) span.SetError("HTTP " + std::to_string(r.status));
+      span.End();
+    }
     double total_ms = std::chrono::duration<double, std::milli>(elapsed).count();
     r.headers.Set("traceparent", call->ctx().trace.ToTraceparent());
     r.headers.Set("Server-Timing", call->ServerTimingHeader(total_ms));

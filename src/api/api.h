@@ -42,6 +42,11 @@ class ApiCall {
   std::string param(const std::string& name) const;
   void set_params(std::map<std::string, std::string> p) { params_ = std::move(p); }
 
+  // This request's server span (inert when tracing is off): handlers add attributes such as
+  // bff.degraded. One thread at a time, like the call itself.
+  ActiveSpan& span() { return span_; }
+  void set_span(ActiveSpan span) { span_ = std::move(span); }
+
   // Server-Timing entries: "cache;desc=hit", "catalog;dur=10.2". Thread-safe.
   void AddTiming(std::string name, double duration_ms = -1, std::string desc = {});
   std::string ServerTimingHeader(double total_ms) const;
@@ -51,6 +56,7 @@ class ApiCall {
   RequestContext ctx_;
   TimePoint started_;
   std::map<std::string, std::string> params_;
+  ActiveSpan span_;
   mutable std::mutex mu_;
   std::vector<std::string> timings_;
 };
@@ -66,6 +72,9 @@ class ApiFront {
  public:
   struct Options {
     std::chrono::milliseconds request_timeout{5000};
+    // Entry spans ("METHOD route-pattern") and every child below, via RequestContext::tracer; null: none.
+    // Must outlive the front.
+    const Tracer* tracer = nullptr;
   };
   // With `metrics`, every answer is counted and timed per client, method, route pattern and status
   // (bffd_http_requests_total, bffd_http_request_duration_seconds), 401/403 answers as authentication

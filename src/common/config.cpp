@@ -203,6 +203,16 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.Int(*t, "iot", "coap_receive_buffer_bytes", &c.iot.coap_receive_buffer_bytes);
     r.RejectUnknown(*t, "iot");
   }
+  if (auto* t = r.Table(root, "", "tracing")) {
+    r.Str(*t, "tracing", "collector_url", &c.tracing.collector_url);
+    r.Bool(*t, "tracing", "log_spans", &c.tracing.log_spans);
+    r.Int(*t, "tracing", "max_queue", &c.tracing.max_queue);
+    r.Int(*t, "tracing", "max_batch", &c.tracing.max_batch);
+    r.Int(*t, "tracing", "max_delay_ms", &c.tracing.max_delay_ms);
+    r.Int(*t, "tracing", "timeout_ms", &c.tracing.timeout_ms);
+    r.Str(*t, "tracing", "service_name", &c.tracing.service_name);
+    r.RejectUnknown(*t, "tracing");
+  }
   r.RejectUnknown(root, "");
   if (!r.status().ok()) return r.status();
   return c;
@@ -342,6 +352,16 @@ Status ValidateConfig(const Config& c) {
   check(CheckRange("iot.inventory_timeout_ms", c.iot.inventory_timeout_ms, 1, 600000));
   check(CheckRange("iot.coap_session_idle_s", c.iot.coap_session_idle_s, 1, 86400));
   check(CheckRange("iot.coap_receive_buffer_bytes", c.iot.coap_receive_buffer_bytes, 65536, 1 << 30));
+  if (!c.tracing.collector_url.empty()) check(CheckUrl("tracing.collector_url", c.tracing.collector_url));
+  check(CheckRange("tracing.max_queue", c.tracing.max_queue, 1, 131072));
+  if (c.tracing.max_batch < 1 || c.tracing.max_batch > c.tracing.max_queue) {
+    check(InvalidArgument("tracing.max_batch: must be 1..max_queue, got " + std::to_string(c.tracing.max_batch)));
+  }
+  check(CheckRange("tracing.max_delay_ms", c.tracing.max_delay_ms, 1, 60000));
+  check(CheckRange("tracing.timeout_ms", c.tracing.timeout_ms, 1, 300000));
+  if (c.tracing.service_name.empty() || c.tracing.service_name.size() > 128) {
+    check(InvalidArgument("tracing.service_name: 1..128 characters"));
+  }
   if (c.data_dir.empty()) check(InvalidArgument("data_dir: must not be empty"));
   static const std::set<std::string> kLevels = {"debug", "info", "warn", "error"};
   if (!kLevels.count(c.log_level)) check(InvalidArgument("log_level: expected debug, info, warn or error, got '" + c.log_level + "'"));

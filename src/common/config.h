@@ -77,6 +77,15 @@ struct Config {
     int coap_session_idle_s = 60;              // libcoap forgets a quiet client's session after this
     int coap_receive_buffer_bytes = 4 << 20;   // UDP receive buffer of the CoAP sockets (a fleet waking at once)
   } iot;
+  struct Tracing {
+    std::string collector_url;       // OTLP/HTTP base URL ("http://127.0.0.1:4318"); empty: no export
+    bool log_spans = false;          // one JSON log line per span (development)
+    int max_queue = 2048;            // spans waiting to be sent; past it, spans are dropped (counted)
+    int max_batch = 512;             // spans per POST, at most max_queue
+    int max_delay_ms = 1000;         // longest a span waits for its batch to fill
+    int timeout_ms = 5000;           // one export, connect to answer
+    std::string service_name = "bffd";  // resource service.name
+  } tracing;
   std::string data_dir = "data";
   std::string log_level = "info";
 

@@ -153,6 +153,24 @@ class Core : public std::enable_shared_from_this<Core> {
     };
   }
 
+  // Wraps `respond` so the call's server span (child of the caller's traceparent) ends with the answer.
+  // Named "METHOD service" until the route is known; errors are 5xx answers only, as the caller's
+  // refusals (404, 409) are the service doing its job.
+  Responder Traced(Responder respond, Call& call, const std::string& service) const {
+    TraceContext trace =
+        TraceContext::AcceptOrCreate(call.req.headers.Get("traceparent"), call.req.headers.Get("tracestate"));
+    call.span = options_.tracer.Start(call.req.method + " " + service, SpanKind::kServer, trace);
+    if (!call.span.recording()) return respond;
+    call.span.SetAttribute(span_attr::kProtocol, "http")
+        .SetAttribute(span_attr::kHttpMethod, call.req.method);
+    return [respond = std::move(respond), span = call.span](HttpResponse resp) mutable {
+      span.SetAttribute(span_attr::kHttpStatusCode, resp.status);
+      if (resp.status >= 500) span.SetError("HTTP " + std::to_string(resp.status));
+      span.End();
+      respond(std::move(resp));
+    };
+  }
+
   void Process(HttpRequest req, Responder done, TimePoint arrival) {
     auto call = std::make_shared<Call>();
     call->trace_id = TraceIdOf(req);
@@ -172,6 +190,7 @@ class Core : public std::enable_shared_from_this<Core> {
 
     std::string service = FirstSegment(path);
     if (!IsServiceName(service)) return respond(ErrorResponse(404, "not_found", "no such path"));
+    if (options_.tracer.enabled()) respond = Traced(std::move(respond), *call, service);
 
     auto budget = ParseBudget(call->req);
     if (!budget.ok()) return respond(ErrorResponse(budget.status()));
@@ -225,6 +244,9 @@ class Core : public std::enable_shared_from_this<Core> {
       return respond(ErrorResponse(400, "invalid_argument", m.invalid_param + ": must match [A-Za-z0-9._-]{1,64}"));
     }
     call->params = std::move(m.params);
+    if (call->span.recording()) {
+      call->span.SetName(call->req.method + " " + *m.pattern).SetAttribute(span_attr::kHttpRoute, *m.pattern);
+    }
     call->done = std::move(respond);
     Reply reply;
     try {

@@ -15,6 +15,7 @@
 #include "common/scheduler.h"
 #include "common/status.h"
 #include "domain/shelf_reading.h"
+#include "observability/span.h"
 
 namespace bff {
 
@@ -28,6 +29,8 @@ struct DomainOptions {
   int refresh_token_ttl_s = 30 * 24 * 3600;
   // Faults applied at start, keyed by service name: {"reviews": {"latency_ms": 200}}.
   nlohmann::json initial_faults = nlohmann::json::object();
+  // One server span per service request, child of the caller's traceparent; off by default.
+  Tracer tracer;
 };
 
 // Per-service fault settings. latency_ms delays every answer (timer), error_rate in [0,1] answers that

@@ -26,6 +26,7 @@ std::vector<std::string_view> SplitPath(std::string_view path) {
 void Router::Add(std::string method, std::string_view pattern, Handler handler) {
   Route r;
   r.method = std::move(method);
+  r.pattern = std::string(pattern);
   for (std::string_view seg : SplitPath(pattern)) {
     Segment s;
     if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
@@ -66,6 +67,7 @@ Router::Match Router::Find(std::string_view method, std::string_view path) const
       continue;
     }
     m.handler = &r.handler;
+    m.pattern = &r.pattern;
     m.params = std::move(params);
     m.invalid_param = std::move(invalid);
     m.allow.clear();

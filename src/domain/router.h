@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/http_message.h"
+#include "observability/span.h"
 #include "domain/domain_services.h"
 
 namespace bff::domain {
@@ -18,6 +19,7 @@ struct Call {
   std::vector<std::string> params;  // values of the pattern's {name} segments, in order
   std::string subject;              // end user or device from the internal credential; empty if none
   std::string trace_id;
+  ActiveSpan span;  // this request's server span (inert when tracing is off)
   Responder done;  // taken by handlers that answer later
 };
 
@@ -32,6 +34,7 @@ class Router {
 
   struct Match {
     const Handler* handler = nullptr;  // set when method and path matched
+    const std::string* pattern = nullptr;  // the matched route's pattern, for span names
     std::vector<std::string> params;
     std::string allow;          // "GET, POST" when the path matched but the method did not
     std::string invalid_param;  // name of a {name} segment that is not a valid id
@@ -45,6 +48,7 @@ class Router {
   };
   struct Route {
     std::string method;
+    std::string pattern;
     std::vector<Segment> segments;
     Handler handler;
   };

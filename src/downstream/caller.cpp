@@ -24,12 +24,14 @@ Status StatusFromDownstream(Service service, const HttpResponse& resp) {
   return Status(StatusCodeFromHttp(resp.status), std::string(ServiceName(service)) + ": " + message);
 }
 
-bool DownstreamCaller::Prepare(const RequestContext& ctx, Service service, HttpRequest& req, TimePoint& deadline) {
+bool DownstreamCaller::Prepare(const RequestContext& ctx, Service service, HttpRequest& req, TimePoint& deadline,
+                               TraceContext& hop) {
   deadline = std::min(deadline, ctx.deadline);
+  hop = ctx.trace.valid() ? ctx.trace.Child() : TraceContext::NewRoot();
   TimePoint now = scheduler_.Now();
   int64_t budget_ms = MillisUntil(deadline, now);
   if (deadline <= now || budget_ms <= 0) return false;
-  TraceContext span = ctx.trace.valid() ? ctx.trace.Child() : TraceContext::NewRoot();
+  const TraceContext& span = hop;
   req.headers.Set("traceparent", span.ToTraceparent());
   if (!span.tracestate.empty()) req.headers.Set("tracestate", span.tracestate);
   req.headers.Set("Authorization", "Bearer " + minter_.Mint(ctx.subject, ctx.client));
@@ -40,15 +42,54 @@ bool DownstreamCaller::Prepare(const RequestContext& ctx, Service service, HttpR
   return true;
 }
 
+namespace {
+
+// Outcome as bffd_downstream_requests_total labels it, so a span and the metric tell the same story.
+std::string_view OutcomeOf(const StatusOr<HttpResponse>& r) {
+  if (!r.ok()) return r.status().code() == StatusCode::kDeadlineExceeded ? "timeout" : "error";
+  if (r->status < 400) return "ok";
+  if (r->status < 500 && r->status != 429) return "client_error";
+  return "error";
+}
+
+}  // namespace
+
 void DownstreamCaller::CallRaw(const RequestContext& ctx, Service service, HttpRequest req, TimePoint deadline,
                                ResponseCallback done) {
-  if (!Prepare(ctx, service, req, deadline)) {
-    scheduler_.Post([done = std::move(done), service] {
-      done(DeadlineExceeded(std::string(ServiceName(service)) + ": no time budget left"));
+  TraceContext hop;
+  const bool ready = Prepare(ctx, service, req, deadline, hop);
+  ActiveSpan span;
+  if (ctx.tracer && ctx.tracer->enabled()) {
+    span = ctx.tracer->Start(std::string(ServiceName(service)) + " " + req.method, SpanKind::kClient, hop);
+    span.SetAttribute(span_attr::kPeerService, ServiceName(service)).SetAttribute(span_attr::kHttpMethod, req.method);
+  }
+  if (!ready) {
+    scheduler_.Post([done = std::move(done), service, span]() mutable {
+      Status s = DeadlineExceeded(std::string(ServiceName(service)) + ": no time budget left");
+      span.SetAttribute(span_attr::kOutcome, "timeout");
+      span.SetStatus(s);
+      span.End();
+      done(std::move(s));
     });
     return;
   }
-  transport_.Send(service, std::move(req), deadline, std::move(done));
+  if (!span.recording()) {
+    transport_.Send(service, std::move(req), deadline, std::move(done));
+    return;
+  }
+  transport_.Send(service, std::move(req), deadline,
+                  [done = std::move(done), span](StatusOr<HttpResponse> r) mutable {
+                    std::string_view outcome = OutcomeOf(r);
+                    span.SetAttribute(span_attr::kOutcome, outcome);
+                    if (r.ok()) {
+                      span.SetAttribute(span_attr::kHttpStatusCode, r->status);
+                      if (outcome == "error") span.SetError("HTTP " + std::to_string(r->status));
+                    } else {
+                      span.SetStatus(r.status());
+                    }
+                    span.End();
+                    done(std::move(r));
+                  });
 }
 
 void DownstreamCaller::Call(const RequestContext& ctx, Service service, HttpRequest req, TimePoint deadline,

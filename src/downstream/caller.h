@@ -23,6 +23,8 @@ class DownstreamCaller {
   // ctx.deadline; when it has passed, nothing is sent and the answer is kDeadlineExceeded. Headers set
   // here: traceparent (a child span of ctx.trace), tracestate, Authorization (the internal credential
   // naming ctx.subject and ctx.client; never the client's own token), X-Request-Budget-Ms, Accept.
+  // Each call is a client span "<service> <METHOD>" (peer.service, status code, outcome) when ctx.tracer
+  // is set; its span id is the one sent in traceparent, so the service's spans are its children.
   // 2xx answers are parsed as JSON (empty body = null); other statuses map to a Status carrying the
   // service's error message.
   void Call(const RequestContext& ctx, Service service, HttpRequest req, TimePoint deadline, JsonCallback done);
@@ -33,7 +35,8 @@ class DownstreamCaller {
   Scheduler& scheduler() { return scheduler_; }
 
  private:
-  bool Prepare(const RequestContext& ctx, Service service, HttpRequest& req, TimePoint& deadline);
+  // Sets the headers; `hop` is the client span's context, whose traceparent goes on the wire.
+  bool Prepare(const RequestContext& ctx, Service service, HttpRequest& req, TimePoint& deadline, TraceContext& hop);
 
   Transport& transport_;
   CredentialMinter& minter_;

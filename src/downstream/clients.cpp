@@ -60,12 +60,38 @@ class InventoryClient : public InventoryApi {
   }
   void PostShelfReading(const RequestContext& ctx, TimePoint d, ShelfReading reading, ShelfReadingCallback done) override {
     if (embedded_ != nullptr && embedded_->DirectCallsAllowed(ServiceName(Service::kInventory))) {
+      // The typed in-process path skips HTTP, but it is still a hop to inventory: a client span, so a
+      // device's trace shows where its reading went.
+      ActiveSpan span = ctx.StartSpan("inventory POST", SpanKind::kClient,
+                                      ctx.trace.valid() ? ctx.trace.Child() : TraceContext::NewRoot());
+      span.SetAttribute(span_attr::kPeerService, ServiceName(Service::kInventory))
+          .SetAttribute(span_attr::kHttpMethod, "POST")
+          .SetAttribute(span_attr::kHttpRoute, "/inventory/v1/shelf-readings");
       TimePoint deadline = std::min(d, ctx.deadline);
       if (deadline <= c_.scheduler().Now()) {
-        c_.scheduler().Post([done = std::move(done)] { done(DeadlineExceeded("inventory: no time budget left")); });
+        c_.scheduler().Post([done = std::move(done), span]() mutable {
+          Status s = DeadlineExceeded("inventory: no time budget left");
+          span.SetAttribute(span_attr::kOutcome, "timeout");
+          span.SetStatus(s);
+          span.End();
+          done(std::move(s));
+        });
         return;
       }
-      embedded_->SubmitShelfReading(std::move(reading), deadline, std::move(done));
+      if (!span.recording()) {
+        embedded_->SubmitShelfReading(std::move(reading), deadline, std::move(done));
+        return;
+      }
+      embedded_->SubmitShelfReading(std::move(reading), deadline,
+                                    [done = std::move(done), span](StatusOr<ShelfReadingAccepted> r) mutable {
+                                      span.SetAttribute(span_attr::kOutcome, r.ok() ? "ok"
+                                                                          : r.status().code() == StatusCode::kDeadlineExceeded
+                                                                              ? "timeout"
+                                                                              : "error");
+                                      span.SetStatus(r.ok() ? Status::Ok() : r.status());
+                                      span.End();
+                                      done(std::move(r));
+                                    });
       return;
     }
     c_.Call(ctx, Service::kInventory, PostJson("/inventory/v1/shelf-readings", ShelfReadingToJson(reading)), d,

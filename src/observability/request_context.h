@@ -4,6 +4,7 @@
 #include <string>
 
 #include "common/scheduler.h"
+#include "observability/span.h"
 #include "observability/trace_context.h"
 
 namespace bff {
@@ -13,6 +14,14 @@ struct RequestContext {
   TimePoint deadline = TimePoint::max();  // absolute; max() = no request deadline
   std::string subject;                    // end user id or device id; empty when anonymous
   std::string client = "bffd";            // calling BFF: "mobile", "web", "iot", or "bffd" for the daemon itself
+  // Set by the entry points, so every layer below starts child spans without being handed a tracer.
+  // Null (or off) means no spans; it outlives every request (the daemon owns it).
+  const Tracer* tracer = nullptr;
+
+  // A span with `trace`'s ids (normally trace.Child() of this request); inert without a tracer.
+  ActiveSpan StartSpan(std::string_view name, SpanKind kind, const TraceContext& span_trace) const {
+    return tracer ? tracer->Start(name, kind, span_trace) : ActiveSpan();
+  }
 };
 
 }  // namespace bff

@@ -88,6 +88,11 @@ ActiveSpan& ActiveSpan::SetDouble(std::string_view key, double value) {
   return *this;
 }
 
+ActiveSpan& ActiveSpan::SetName(std::string_view name) {
+  if (state_ && state_->open()) state_->span.name = std::string(name);
+  return *this;
+}
+
 void ActiveSpan::SetOk() {
   if (!state_ || !state_->open()) return;
   state_->span.status = SpanStatus::kOk;

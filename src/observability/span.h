@@ -78,6 +78,10 @@ inline constexpr std::string_view kMqttTopic = "messaging.destination.name";  //
 inline constexpr std::string_view kPeerService = "peer.service";              // downstream service: "catalog", ...
 inline constexpr std::string_view kDegraded = "bff.degraded";                 // comma-separated parts that fell back
 inline constexpr std::string_view kCacheHit = "bff.cache.hit";
+inline constexpr std::string_view kCacheResult = "bff.cache.result";         // "hit", "miss", "stale"
+inline constexpr std::string_view kOutcome = "bff.outcome";                  // downstream: ok, client_error, error, timeout
+inline constexpr std::string_view kAuthKind = "bff.auth.kind";               // "jwt", "session", "api_key"
+inline constexpr std::string_view kIotResult = "bff.iot.result";             // IoT answer: "ok" or the error code
 inline constexpr std::string_view kStatusCode = "bff.status_code";            // canonical code name on errors
 }  // namespace span_attr
 
@@ -143,6 +147,9 @@ class ActiveSpan {
   ActiveSpan& SetAttribute(std::string_view key, T value) {
     return SetDouble(key, static_cast<double>(value));
   }
+
+  // Renames the span, for spans whose name (a route pattern) is known only after they started.
+  ActiveSpan& SetName(std::string_view name);
 
   void SetOk();
   void SetError(std::string_view message);

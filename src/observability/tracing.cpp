@@ -8,6 +8,18 @@
 
 namespace bff {
 
+TracingSettings TracingSettingsFrom(const Config::Tracing& config) {
+  TracingSettings s;
+  s.otlp.collector_url = config.collector_url;
+  s.otlp.max_queue = static_cast<size_t>(config.max_queue);
+  s.otlp.max_batch = static_cast<size_t>(config.max_batch);
+  s.otlp.max_delay_ms = config.max_delay_ms;
+  s.otlp.timeout_ms = config.timeout_ms;
+  s.otlp.service_name = config.service_name;
+  s.log_spans = config.log_spans;
+  return s;
+}
+
 StatusOr<Tracing> MakeTracing(TracingSettings settings) {
   Tracing t;
   std::vector<std::shared_ptr<SpanSink>> sinks;

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "common/config.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "observability/otlp_exporter.h"
@@ -23,6 +24,9 @@ struct Tracing {
   // Drains and stops every sink, for the process's shutdown. True when nothing was left behind.
   bool Shutdown(TimePoint deadline) const { return tracer.sink() == nullptr || tracer.sink()->Shutdown(deadline); }
 };
+
+// The [tracing] settings of the configuration as MakeTracing takes them.
+TracingSettings TracingSettingsFrom(const Config::Tracing& config);
 
 // kInvalidArgument naming the setting ("tracing.collector_url: ...") when the exporter's options are bad.
 StatusOr<Tracing> MakeTracing(TracingSettings settings);

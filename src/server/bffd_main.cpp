@@ -11,7 +11,7 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"bffd: Backend-for-Frontend daemon for shelf sensors (MQTT/CoAP), mobile and web apps"};
-  std::string config_path, http, coap, coaps, admin, mqtt, domain, data, log_level;
+  std::string config_path, http, coap, coaps, admin, mqtt, domain, data, log_level, trace_collector;
   bool check_config = false, version = false;
   app.add_option("--config", config_path, "TOML configuration file (defaults apply when omitted)");
   app.add_option("--http", http, "mobile and web BFF listener, ADDR:PORT (server.http)");
@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   app.add_option("--domain", domain, "'embedded' or a base URL for every domain service (domain.mode)");
   app.add_option("--data", data, "data directory (data_dir)");
   app.add_option("--log-level", log_level, "debug, info, warn or error (log_level)");
+  app.add_option("--trace-collector", trace_collector,
+                 "OTLP/HTTP base URL to export spans to, e.g. http://127.0.0.1:4318 (tracing.collector_url)");
   app.add_flag("--check-config", check_config, "validate the configuration and exit");
   app.add_flag("--version", version, "print the version and exit");
 
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   if (!domain.empty()) config.domain.mode = domain;
   if (!data.empty()) config.data_dir = data;
   if (!log_level.empty()) config.log_level = log_level;
+  if (!trace_collector.empty()) config.tracing.collector_url = trace_collector;
   bff::Status valid = bff::ValidateConfig(config);
   if (!valid.ok()) {
     std::fprintf(stderr, "bffd: bad configuration: %s\n", valid.message().c_str());

@@ -23,6 +23,8 @@ constexpr int kDemoShelfPage = 200;
 constexpr auto kStartupCallTimeout = std::chrono::seconds(10);
 // /readyz asks the catalog for one product; no answer by then counts as not ready.
 constexpr auto kReadinessTimeout = std::chrono::seconds(2);
+// Least time given to hand queued spans to the collector at shutdown, even after a drain used all of its own.
+constexpr auto kSpanFlushFloor = std::chrono::milliseconds(200);
 
 HttpResponse JsonError(int status, std::string_view code, const std::string& message, const std::string& trace_id) {
   nlohmann::json body = {{"error", {{"code", code}, {"message", message}, {"trace_id", trace_id}}}};
@@ -73,6 +75,11 @@ Status Daemon::Start() {
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Unavailable("data_dir: cannot create '" + config_.data_dir + "': " + ec.message());
 
+  auto tracing = MakeTracing(TracingSettingsFrom(config_.tracing));
+  if (!tracing.ok()) return tracing.status();
+  tracing_ = std::move(tracing).value();
+  if (tracing_.exporter) log::Info("exporting spans", {{"endpoint", tracing_.exporter->endpoint()}});
+
   for (int i = 0; i < config_.server.threads; ++i) threads_.emplace_back([this] { io_.run(); });
 
   auto secret = LoadOrCreateInternalSecret(config_.data_dir);
@@ -85,6 +92,7 @@ Status Daemon::Start() {
     opts.data_dir = config_.data_dir;
     opts.initial_faults = config_.domain.faults;
     opts.password_iterations = config_.domain.password_iterations;
+    opts.tracer = tracing_.tracer;
     auto domain = DomainServices::Create(opts, scheduler_);
     if (!domain.ok()) return Status(domain.status().code(), "embedded domain: " + domain.status().message());
     domain_ = std::move(domain).value();
@@ -155,6 +163,7 @@ Status Daemon::Start() {
 Status Daemon::StartHttpBffs() {
   ApiFront::Options front_opts;
   front_opts.request_timeout = milliseconds(config_.server.request_timeout_ms);
+  front_opts.tracer = &tracing_.tracer;
   front_ = std::make_unique<ApiFront>(front_opts, scheduler_, recorded_metrics());
 
   AccessTokenOptions token_opts;
@@ -248,6 +257,32 @@ void Daemon::RegisterDaemonMetrics() {
     metrics_.GaugeCallback("bffd_mqtt_connected", "1 while the MQTT broker session is up, else 0.",
                            [mqtt] { return mqtt->connected() ? 1.0 : 0.0; });
   }
+  RegisterTracingMetrics();
+}
+
+void Daemon::RegisterTracingMetrics() {
+  if (!tracing_.exporter) return;
+  // The exporter outlives the registry's readers: both live until the daemon goes.
+  const OtlpExporterCounters* c = &tracing_.exporter->counters();
+  auto read = [](const std::atomic<uint64_t>& v) { return static_cast<double>(v.load(std::memory_order_relaxed)); };
+  metrics_.CounterCallback("bffd_spans_exported_total", "Spans the trace collector accepted (answered 2xx).",
+                           [c, read] { return read(c->exported_spans); });
+  metrics_.CounterCallback("bffd_spans_rejected_total",
+                           "Spans the trace collector reported as rejected in an otherwise accepted batch.",
+                           [c, read] { return read(c->rejected_spans); });
+  metrics_.CounterCallback("bffd_span_batches_exported_total", "Span batches the trace collector accepted.",
+                           [c, read] { return read(c->exported_batches); });
+  metrics_.CounterCallback("bffd_span_batches_failed_total",
+                           "Span batches that failed (refused, timed out, non-2xx) and were dropped.",
+                           [c, read] { return read(c->failed_batches); });
+  CounterFamily& dropped = metrics_.Counters(
+      "bffd_spans_dropped_total",
+      "Spans dropped instead of exported: queue_full (the export queue was full), failed (in a failed batch), "
+      "shutdown (recorded after shutdown began, or still queued when the drain ended).",
+      {"reason"});
+  dropped.AddCallback({"queue_full"}, [c, read] { return read(c->dropped_spans_queue_full); });
+  dropped.AddCallback({"failed"}, [c, read] { return read(c->dropped_spans_failed); });
+  dropped.AddCallback({"shutdown"}, [c, read] { return read(c->dropped_spans_shutdown); });
 }
 
 Status Daemon::StartIot() {
@@ -255,6 +290,7 @@ Status Daemon::StartIot() {
   key_registry_->Start();
   limiter_ = std::make_unique<TokenBucketLimiter>(scheduler_);
   iot_ = std::make_unique<IotBff>(config_, *clients_, scheduler_, *key_registry_, *limiter_);
+  iot_->set_tracer(&tracing_.tracer);
   if (config_.mqtt.enabled) {
     auto password = LoadOrCreateSecretFile(MqttPasswordPath(config_), [] { return RandomHex(24) + "\n"; });
     if (!password.ok()) return Status(password.status().code(), "mqtt: " + password.status().message());
@@ -453,6 +489,10 @@ void Daemon::Drain() {
   if (tokens_) tokens_->Stop();
   if (domain_) domain_->ReleaseHeld();
   if (http_transport_) http_transport_->Shutdown();
+  // The spans of the requests just drained, within what is left of the drain (a short floor, so a
+  // drain that used all its time still hands over what is queued when the collector is quick).
+  TimePoint span_deadline = std::max(deadline, Clock::now() + kSpanFlushFloor);
+  if (!tracing_.Shutdown(span_deadline)) log::Warn("spans left behind at shutdown");
   if (signals_) {
     boost::system::error_code ignored;
     signals_->cancel(ignored);

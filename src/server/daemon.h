@@ -29,6 +29,7 @@
 #include "downstream/http_transport.h"
 #include "downstream/metered_transport.h"
 #include "observability/metrics.h"
+#include "observability/tracing.h"
 #include "orchestration/coalescing_transport.h"
 #include "security/api_key_store.h"
 #include "security/internal_credential.h"
@@ -59,6 +60,8 @@ class Daemon {
   // The registry for components to record into; nullptr when server.metrics is off.
   MetricsRegistry* recorded_metrics() { return config_.server.metrics ? &metrics_ : nullptr; }
   Scheduler& scheduler() { return scheduler_; }
+  // Off unless [tracing] asks for spans; every entry point puts it in its RequestContext.
+  const Tracer& tracer() const { return tracing_.tracer; }
   const Config& config() const { return config_; }
   // Provisioned-at-first-start demo keys file ("device_id shelf_id key" per line), or empty.
   const std::string& demo_keys_file() const { return demo_keys_file_; }
@@ -73,12 +76,15 @@ class Daemon {
   void HandleReadiness(const TraceContext& trace, std::function<void(HttpResponse)> finish);
   void HandleLogLevel(const HttpRequest& req, const TraceContext& trace, std::function<void(HttpResponse)> finish);
   void RegisterDaemonMetrics();
+  void RegisterTracingMetrics();
   void Drain();
   void WaitForSignal();
 
   Config config_;
   // First member, so destroyed last: scrape callbacks read components declared below.
   MetricsRegistry metrics_;
+  // Before everything that records spans; shut down in Drain() before the pool stops.
+  Tracing tracing_;
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
   AsioScheduler scheduler_;

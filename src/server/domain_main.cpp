@@ -16,6 +16,7 @@
 #include "common/scheduler.h"
 #include "domain/domain_services.h"
 #include "common/crypto.h"
+#include "observability/tracing.h"
 #include "security/internal_credential.h"
 #include "server/http_listener.h"
 
@@ -58,7 +59,8 @@ class RequestRecorder {
 int main(int argc, char** argv) {
   CLI::App app{"bff-domain: reference domain services (catalog, inventory, reviews, recommendations, promotions, "
                "cart, analytics, identity)"};
-  std::string listen = "127.0.0.1:8090", data = "data-domain", faults_json, log_level = "info", config_path, record_path;
+  std::string listen = "127.0.0.1:8090", data = "data-domain", faults_json, log_level = "info", config_path, record_path,
+      trace_collector;
   int threads = 2, drain_ms = 5000, password_iterations = 100000;
   bool allow_unauthenticated = false, version = false;
   app.add_option("--listen", listen, "ADDR:PORT to serve on (port 0 picks a free port; the log says which)");
@@ -73,6 +75,8 @@ int main(int argc, char** argv) {
   app.add_option("--record-requests", record_path,
                  "append every request received (method, path, headers, body) to FILE as JSON lines, for tests that "
                  "check what reached the domain; Authorization is recorded only as whether it is bffd's credential");
+  app.add_option("--trace-collector", trace_collector,
+                 "OTLP/HTTP base URL to export spans to, e.g. http://127.0.0.1:4318 (tracing.collector_url)");
   app.add_flag("--version", version, "print the version and exit");
   CLI11_PARSE(app, argc, argv);
   if (version) {
@@ -90,6 +94,8 @@ int main(int argc, char** argv) {
   opts.data_dir = data;
   opts.allow_unauthenticated = allow_unauthenticated;
   opts.password_iterations = password_iterations;
+  bff::Config::Tracing tracing_config;
+  tracing_config.service_name = "bff-domain";
   if (!config_path.empty()) {
     auto cfg = bff::LoadConfigFile(config_path);
     if (!cfg.ok()) {
@@ -98,7 +104,25 @@ int main(int argc, char** argv) {
     }
     opts.initial_faults = cfg->domain.faults;
     opts.password_iterations = cfg->domain.password_iterations;
+    std::string service_name = tracing_config.service_name;
+    tracing_config = cfg->tracing;
+    // The shared file names bffd's own service; the domain keeps its name unless the file changed it.
+    if (tracing_config.service_name == bff::Config::Tracing{}.service_name) tracing_config.service_name = service_name;
   }
+  if (!trace_collector.empty()) tracing_config.collector_url = trace_collector;
+  bff::Config check;
+  check.tracing = tracing_config;
+  if (bff::Status valid = bff::ValidateConfig(check); !valid.ok()) {
+    std::fprintf(stderr, "bff-domain: bad configuration: %s\n", valid.message().c_str());
+    return 2;
+  }
+  auto tracing = bff::MakeTracing(bff::TracingSettingsFrom(tracing_config));
+  if (!tracing.ok()) {
+    std::fprintf(stderr, "bff-domain: bad configuration: %s\n", tracing.status().message().c_str());
+    return 2;
+  }
+  opts.tracer = tracing->tracer;
+  if (tracing->exporter) bff::log::Info("exporting spans", {{"endpoint", tracing->exporter->endpoint()}});
   if (!faults_json.empty()) {
     auto j = nlohmann::json::parse(faults_json, nullptr, false);
     if (!j.is_object()) {
@@ -181,6 +205,8 @@ int main(int argc, char** argv) {
   while ((*listener)->in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  // Spans of the requests just drained go out before the pool stops, within what is left of the drain.
+  tracing->Shutdown(std::max(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
   stop_pool();
   domain.value().reset();
   bff::log::Info("bff-domain stopped");

@@ -18,7 +18,24 @@ TEST(ConfigTest, ShippedConfigFileLoadsWithDocumentedDefaults) {
   EXPECT_EQ(c->domain.mode, "embedded");
   EXPECT_EQ(c->domain.timeout_ms, d.domain.timeout_ms);
   EXPECT_EQ(c->iot.demo_fleet, d.iot.demo_fleet);
+  EXPECT_EQ(c->tracing.collector_url, "") << "tracing is off unless asked for";
+  EXPECT_EQ(c->tracing.max_queue, d.tracing.max_queue);
+  EXPECT_EQ(c->tracing.max_batch, d.tracing.max_batch);
+  EXPECT_EQ(c->tracing.service_name, "bffd");
   EXPECT_TRUE(c->embedded());
+}
+
+TEST(ConfigTest, ParsesTracing) {
+  auto c = ParseConfig("[tracing]\ncollector_url = \"http://127.0.0.1:4318\"\nlog_spans = true\nmax_queue = 64\n"
+                       "max_batch = 8\nmax_delay_ms = 20\ntimeout_ms = 300\nservice_name = \"edge-bffd\"\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->tracing.collector_url, "http://127.0.0.1:4318");
+  EXPECT_TRUE(c->tracing.log_spans);
+  EXPECT_EQ(c->tracing.max_queue, 64);
+  EXPECT_EQ(c->tracing.max_batch, 8);
+  EXPECT_EQ(c->tracing.max_delay_ms, 20);
+  EXPECT_EQ(c->tracing.timeout_ms, 300);
+  EXPECT_EQ(c->tracing.service_name, "edge-bffd");
 }
 
 TEST(ConfigTest, ParsesEverySection) {
@@ -79,7 +96,15 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"log_level = \"loud\"\n", "log_level"},
                       BadCase{"colour = \"blue\"\n", "colour"},
                       BadCase{"[mqtt]\nuri = \"localhost:1883\"\n", "mqtt.uri"},
-                      BadCase{"[server\nthreads = 2\n", "bffd.toml:1"}));
+                      BadCase{"[server\nthreads = 2\n", "bffd.toml:1"},
+                      BadCase{"[tracing]\ncollector_url = \"grpc://x:4317\"\n", "tracing.collector_url"},
+                      BadCase{"[tracing]\nmax_queue = 0\n", "tracing.max_queue"},
+                      BadCase{"[tracing]\nmax_queue = 10\nmax_batch = 11\n", "tracing.max_batch"},
+                      BadCase{"[tracing]\nmax_delay_ms = 0\n", "tracing.max_delay_ms"},
+                      BadCase{"[tracing]\ntimeout_ms = 0\n", "tracing.timeout_ms"},
+                      BadCase{"[tracing]\nservice_name = \"\"\n", "tracing.service_name"},
+                      BadCase{"[tracing]\nlog_spans = \"yes\"\n", "tracing.log_spans"},
+                      BadCase{"[tracing]\ncolector_url = \"http://x\"\n", "tracing.colector_url"}));
 
 }  // namespace
 }  // namespace bff

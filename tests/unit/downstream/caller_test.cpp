@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
 #include <optional>
 
 namespace bff {
@@ -168,6 +169,81 @@ TEST(ServiceTest, NamesAndPathOwnership) {
   EXPECT_EQ(ServiceForPath("/identity"), Service::kIdentity);
   EXPECT_FALSE(ServiceForPath("/nope/v1").has_value());
   EXPECT_FALSE(ServiceForPath("").has_value());
+}
+
+}  // namespace
+}  // namespace bff
+
+namespace bff {
+namespace {
+
+class CollectingSink : public SpanSink {
+ public:
+  void Record(Span span) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    spans_.push_back(std::move(span));
+  }
+  std::vector<Span> spans() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return spans_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<Span> spans_;
+};
+
+std::string StringAttr(const Span& span, std::string_view key) {
+  const AttributeValue* v = span.FindAttribute(key);
+  return v && std::holds_alternative<std::string>(*v) ? std::get<std::string>(*v) : std::string();
+}
+
+int64_t IntAttr(const Span& span, std::string_view key) {
+  const AttributeValue* v = span.FindAttribute(key);
+  return v && std::holds_alternative<int64_t>(*v) ? std::get<int64_t>(*v) : -1;
+}
+
+// Each downstream call is a client span whose id is the one the service sees in traceparent.
+TEST_F(CallerTest, EachCallIsAClientSpanNamedInItsTraceparent) {
+  auto sink = std::make_shared<CollectingSink>();
+  Tracer tracer(sink);
+  ctx_.tracer = &tracer;
+  transport_.next = HttpResponse::Json(503, R"({"error":{"message":"busy"}})");
+  auto r = Run([&](JsonCallback cb) { clients_.reviews().GetReviews(ctx_, sched_.Now() + milliseconds(100), "SKU-1", 3, cb); });
+  EXPECT_FALSE(r.ok());
+  ASSERT_EQ(sink->spans().size(), 1u);
+  const Span span = sink->spans()[0];
+  auto tp = TraceContext::Parse(transport_.requests.at(0).headers.Get("traceparent"));
+  ASSERT_TRUE(tp.has_value());
+  EXPECT_EQ(span.span_id, tp->span_id);
+  EXPECT_EQ(span.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(span.parent_span_id, "00f067aa0ba902b7") << "child of the request's span";
+  EXPECT_EQ(span.kind, SpanKind::kClient);
+  EXPECT_EQ(span.name, "reviews GET");
+  EXPECT_EQ(StringAttr(span, span_attr::kPeerService), "reviews");
+  EXPECT_EQ(IntAttr(span, span_attr::kHttpStatusCode), 503);
+  EXPECT_EQ(StringAttr(span, span_attr::kOutcome), "error");
+  EXPECT_EQ(span.status, SpanStatus::kError);
+
+  // A refusal (404) is the service doing its job: outcome client_error, status left unset.
+  transport_.next = HttpResponse::Json(404, R"({"error":{"message":"no such sku"}})");
+  Run([&](JsonCallback cb) { clients_.catalog().GetProduct(ctx_, sched_.Now() + milliseconds(100), "SKU-9", cb); });
+  ASSERT_EQ(sink->spans().size(), 2u);
+  EXPECT_EQ(StringAttr(sink->spans()[1], span_attr::kOutcome), "client_error");
+  EXPECT_EQ(sink->spans()[1].status, SpanStatus::kUnset);
+}
+
+TEST_F(CallerTest, ACallWithNoBudgetLeftIsATimedOutSpan) {
+  auto sink = std::make_shared<CollectingSink>();
+  Tracer tracer(sink);
+  ctx_.tracer = &tracer;
+  ctx_.deadline = sched_.Now();
+  auto r = Run([&](JsonCallback cb) { clients_.catalog().GetProduct(ctx_, sched_.Now() + milliseconds(100), "SKU-1", cb); });
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(transport_.requests.empty());
+  ASSERT_EQ(sink->spans().size(), 1u);
+  EXPECT_EQ(StringAttr(sink->spans()[0], span_attr::kOutcome), "timeout");
+  EXPECT_EQ(sink->spans()[0].status, SpanStatus::kError);
 }
 
 }  // namespace

@@ -459,8 +459,8 @@ Status CoapServerImpl::Init() {
                                                 "Observe notifications sent to devices observing a shelf.")
                           .With({});
     dtls_failures_ = &options_.metrics->Counters("bffd_coap_dtls_handshake_failures_total",
-                                                "DTLS sessions that failed (libcoap's DTLS error event): unknown "
-                                                "identity, wrong key, broken handshake.")
+                                                "DTLS handshakes that failed (libcoap's DTLS error event): unknown or "
+                                                "revoked identity, broken handshake.")
                           .With({});
   }
 

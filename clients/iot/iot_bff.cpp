@@ -29,6 +29,19 @@ std::string_view IotTransportName(IotTransport t) {
   return "unknown";
 }
 
+std::string_view IotRejectReasonName(IotRejectReason r) {
+  switch (r) {
+    case IotRejectReason::kBadPayload: return "bad_payload";
+    case IotRejectReason::kAuth: return "auth";
+    case IotRejectReason::kShelfNotAllowed: return "shelf_not_allowed";
+    case IotRejectReason::kRateLimited: return "rate_limited";
+    case IotRejectReason::kSeqBackwards: return "seq_backwards";
+    case IotRejectReason::kInvalid: return "invalid";
+    case IotRejectReason::kUnavailable: return "unavailable";
+  }
+  return "unknown";
+}
+
 IotBff::IotBff(const Config& config, DownstreamClients& clients, Scheduler& scheduler, KeyRegistry& keys, RateLimiter& limiter)
     : options_(config.iot),
       max_payload_bytes_(static_cast<size_t>(config.iot.max_payload_bytes)),
@@ -120,27 +133,33 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
   counters_.telemetry_received.fetch_add(1);
   EnsureTrace(caller);
   done = Traced(caller, "iot/v1/{device}/telemetry", "POST /t", std::move(done));
-  auto reject = [this, &done](IotReply r) {
+  auto reject = [this, &done](IotRejectReason why, IotReply r) {
     counters_.telemetry_rejected.fetch_add(1);
+    counters_.telemetry_rejected_by[static_cast<size_t>(why)].fetch_add(1, std::memory_order_relaxed);
     done(std::move(r));
   };
   auto t = DecodeTelemetry(payload, max_payload_bytes_);
   if (!t.ok()) {
     counters_.bad_payloads.fetch_add(1);
-    return reject(Error(t.status().code(), t.status().message()));
+    return reject(IotRejectReason::kBadPayload, Error(t.status().code(), t.status().message()));
   }
   // The transport's view of the device wins; a payload naming another device is refused.
   std::string device = caller.device_id.empty() ? t->device_id : caller.device_id;
   if (!caller.device_id.empty() && t->device_id != caller.device_id) {
     counters_.bad_payloads.fetch_add(1);
-    return reject(Error(StatusCode::kPermissionDenied, "payload device does not match the sender", 0, t->seq));
+    counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+    return reject(IotRejectReason::kBadPayload, Error(StatusCode::kPermissionDenied, "payload device does not match the sender", 0, t->seq));
   }
   std::string key = !caller.api_key.empty() ? caller.api_key : t->api_key;
   IotReply error;
   auto record = Admit(caller, device, key, &error, t->seq);
-  if (!record.ok()) return reject(std::move(error));
+  if (!record.ok()) {
+    return reject(record.status().code() == StatusCode::kUnauthenticated ? IotRejectReason::kAuth : IotRejectReason::kRateLimited,
+                  std::move(error));
+  }
   if (!record->MayRead(t->shelf_id)) {
-    return reject(Error(StatusCode::kPermissionDenied, "shelf " + t->shelf_id + " is not allowed for this device", 0, t->seq));
+    counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+    return reject(IotRejectReason::kShelfNotAllowed, Error(StatusCode::kPermissionDenied, "shelf " + t->shelf_id + " is not allowed for this device", 0, t->seq));
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -152,6 +171,7 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
       IotReply r = Error(StatusCode::kInvalidArgument,
                          "seq went backwards: " + std::to_string(t->seq) + " after " + std::to_string(last), 0, t->seq);
       counters_.telemetry_rejected.fetch_add(1);
+      counters_.telemetry_rejected_by[static_cast<size_t>(IotRejectReason::kSeqBackwards)].fetch_add(1, std::memory_order_relaxed);
       return done(std::move(r));
     }
   }
@@ -175,10 +195,12 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
         if (!accepted.ok()) {
           if (accepted.status().code() == StatusCode::kInvalidArgument || accepted.status().code() == StatusCode::kNotFound) {
             counters_.telemetry_rejected.fetch_add(1);
+            counters_.telemetry_rejected_by[static_cast<size_t>(IotRejectReason::kInvalid)].fetch_add(1, std::memory_order_relaxed);
             return done(Error(accepted.status().code(), accepted.status().message(), 0, tel.seq));
           }
           // Inventory unreachable: no acknowledgement, the device keeps the reading and retries.
           counters_.telemetry_unacknowledged.fetch_add(1);
+          counters_.telemetry_rejected_by[static_cast<size_t>(IotRejectReason::kUnavailable)].fetch_add(1, std::memory_order_relaxed);
           IotReply r = Error(StatusCode::kUnavailable, "inventory unreachable, retry later", kInventoryRetryAfterS, tel.seq);
           r.acknowledge = false;
           log::Warn("iot: reading not acknowledged", {{"device", device}, {"seq", tel.seq}, {"reason", accepted.status().message()}},
@@ -210,6 +232,7 @@ void IotBff::HandleTelemetry(IotCaller caller, std::string payload, std::functio
         // Most readings need no second call: the flags follow from the cached ones and the reading itself.
         bool is_new = false;
         if (auto derived = DeriveFlags(tel, accepted->shelf_version, duplicate, &is_new)) {
+          counters_.flags_derived.fetch_add(1, std::memory_order_relaxed);
           if (is_new) Publish(tel.shelf_id, derived);
           return answer(derived);
         }
@@ -255,9 +278,13 @@ void IotBff::Flags(const RequestContext& ctx, const std::string& shelf_id, bool 
     if (it != flags_.end()) cached = it->second;
   }
   Duration freshness = std::chrono::seconds(options_.stock_freshness_s);
-  if (cached && !force_refresh && scheduler_.Now() - cached->fetched_at < freshness) return done(cached);
+  if (cached && !force_refresh && scheduler_.Now() - cached->fetched_at < freshness) {
+    counters_.flags_cached.fetch_add(1, std::memory_order_relaxed);
+    return done(cached);
+  }
   clients_.inventory().GetShelf(ctx, ctx.deadline, shelf_id, [this, shelf_id, done = std::move(done)](StatusOr<json> shelf) {
     if (!shelf.ok()) return done(shelf.status());
+    counters_.flags_fetched.fetch_add(1, std::memory_order_relaxed);
     auto f = std::make_shared<ShelfFlags>();
     f->version = shelf->value("version", uint64_t{0});
     for (const auto& slot : shelf->value("slots", json::array())) {
@@ -276,6 +303,11 @@ void IotBff::Flags(const RequestContext& ctx, const std::string& shelf_id, bool 
     Publish(shelf_id, f);
     done(std::shared_ptr<const ShelfFlags>(f));
   });
+}
+
+size_t IotBff::cached_shelves() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return flags_.size();
 }
 
 void IotBff::Publish(const std::string& shelf_id, const std::shared_ptr<const ShelfFlags>& flags) {
@@ -320,13 +352,17 @@ void IotBff::HandleStockQuery(IotCaller caller, std::string payload, std::functi
 }
 
 void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::function<void(IotReply)> done) {
+  counters_.shelf_queries.fetch_add(1, std::memory_order_relaxed);
   EnsureTrace(caller);
   done = Traced(caller, {}, "GET /s/{shelf_id}", std::move(done));  // MQTT: traced as its stock/get
   if (!IsValidId(shelf_id)) return done(Error(StatusCode::kInvalidArgument, "bad shelf id"));
   IotReply error;
   auto record = Admit(caller, caller.device_id, caller.api_key, &error);
   if (!record.ok()) return done(std::move(error));
-  if (!record->MayRead(shelf_id)) return done(Error(StatusCode::kPermissionDenied, "shelf " + shelf_id + " is not allowed for this device"));
+  if (!record->MayRead(shelf_id)) {
+    counters_.forbidden.fetch_add(1, std::memory_order_relaxed);
+    return done(Error(StatusCode::kPermissionDenied, "shelf " + shelf_id + " is not allowed for this device"));
+  }
   RequestContext ctx = ContextFor(caller, caller.device_id);
   Flags(ctx, shelf_id, false, [this, done = std::move(done)](StatusOr<std::shared_ptr<const ShelfFlags>> flags) {
     if (!flags.ok()) {
@@ -341,6 +377,7 @@ void IotBff::GetShelfFlags(IotCaller caller, const std::string& shelf_id, std::f
 }
 
 void IotBff::GetSkuInStock(IotCaller caller, const std::string& sku, std::function<void(IotReply)> done) {
+  counters_.sku_queries.fetch_add(1, std::memory_order_relaxed);
   EnsureTrace(caller);
   done = Traced(caller, {}, "GET /p/{sku}", std::move(done));
   if (!IsValidId(sku)) return done(Error(StatusCode::kInvalidArgument, "bad sku"));

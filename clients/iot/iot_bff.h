@@ -8,6 +8,7 @@
 // with Max-Age; MQTT: nothing) and the device retries later.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -49,6 +50,13 @@ struct IotReply {
   uint64_t seq = 0;           // telemetry: the seq acknowledged
 };
 
+// Why a reading went unacknowledged. Every received reading ends acknowledged or under one of these
+// (kUnavailable: inventory unreachable, the device retries), so the two add up to those received.
+enum class IotRejectReason { kBadPayload, kAuth, kShelfNotAllowed, kRateLimited, kSeqBackwards, kInvalid, kUnavailable };
+inline constexpr size_t kIotRejectReasons = 7;
+// The metric label of a reason: "bad_payload", "auth", "shelf_not_allowed", ...
+std::string_view IotRejectReasonName(IotRejectReason r);
+
 struct IotCounters {
   std::atomic<uint64_t> telemetry_received{0};
   std::atomic<uint64_t> telemetry_acknowledged{0};
@@ -58,6 +66,14 @@ struct IotCounters {
   std::atomic<uint64_t> rate_limited{0};
   std::atomic<uint64_t> auth_failures{0};
   std::atomic<uint64_t> bad_payloads{0};
+  std::array<std::atomic<uint64_t>, kIotRejectReasons> telemetry_rejected_by{};  // by IotRejectReason
+  std::atomic<uint64_t> shelf_queries{0};   // GET /s/{shelf} and MQTT stock/get {"sh"}
+  std::atomic<uint64_t> sku_queries{0};     // GET /p/{sku} and MQTT stock/get {"sku"}
+  std::atomic<uint64_t> forbidden{0};       // answered 4.03: another device's payload, a shelf not allowed
+  // Where stock flags came from: the fresh cache, derived from the cache and an accepted reading, or inventory.
+  std::atomic<uint64_t> flags_cached{0};
+  std::atomic<uint64_t> flags_derived{0};
+  std::atomic<uint64_t> flags_fetched{0};
 };
 
 struct ShelfFlags {
@@ -91,6 +107,8 @@ class IotBff {
   void set_tracer(const Tracer* tracer) { tracer_ = tracer; }
 
   const IotCounters& counters() const { return counters_; }
+  // Shelves whose stock flags are cached now.
+  size_t cached_shelves() const;
   size_t max_payload_bytes() const { return max_payload_bytes_; }
 
  private:
@@ -127,7 +145,7 @@ class IotBff {
   IotCounters counters_;
   const Tracer* tracer_ = nullptr;
 
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<std::string, std::shared_ptr<const ShelfFlags>> flags_;     // shelf → cached flags
   std::map<std::string, uint64_t> highest_seq_;                          // device → highest accepted seq
   std::map<uint64_t, std::pair<std::string, std::function<void(const ShelfFlags&)>>> observers_;

@@ -36,7 +36,9 @@
 #include <sys/select.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdio>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -54,6 +56,7 @@
 
 #include "common/log.h"
 #include "common/tcp_nodelay.h"
+#include "observability/metrics.h"
 #include "protocols/msgpack/iot_codec.h"
 #include "security/input_validation.h"
 
@@ -80,6 +83,13 @@ constexpr char kShelfSegment[] = "s";
 constexpr char kSkuSegment[] = "p";
 
 enum class Route { kTelemetry, kShelf, kSku };
+
+// The resource label of bffd_coap_requests_total.
+enum MetricResource : size_t { kMetricT, kMetricS, kMetricP, kMetricOther, kMetricResources };
+constexpr std::string_view kMetricResourceNames[kMetricResources] = {"t", "s", "p", "other"};
+// Response codes counted: classes 2 to 5 (a code byte is class << 5 | detail), one slot each.
+constexpr uint8_t kFirstCountedCode = 2 << 5;
+constexpr size_t kCodeSlots = 4 * 32;
 
 // One IotBff call, shared by the loop and the callback (which may run on any thread).
 struct Call {
@@ -329,24 +339,40 @@ class CoapServerImpl : public CoapServer {
 
   static void OnTelemetry(coap_resource_t* r, coap_session_t* s, const coap_pdu_t* req, const coap_string_t*,
                           coap_pdu_t* resp) {
-    static_cast<CoapServerImpl*>(coap_resource_get_userdata(r))->OnRequest(Target{Route::kTelemetry, {}}, r, s, req, resp);
+    auto* self = static_cast<CoapServerImpl*>(coap_resource_get_userdata(r));
+    self->OnRequest(Target{Route::kTelemetry, {}}, r, s, req, resp);
+    self->CountAnswer(kMetricT, resp);
   }
   static void OnGet(coap_resource_t* r, coap_session_t* s, const coap_pdu_t* req, const coap_string_t*,
                     coap_pdu_t* resp) {
     auto* self = static_cast<CoapServerImpl*>(coap_resource_get_userdata(r));
     std::vector<std::string> path = OptionValues(req, COAP_OPTION_URI_PATH);
-    if (path.size() == 2 && path[0] == kShelfSegment) return self->OnRequest(Target{Route::kShelf, path[1]}, r, s, req, resp);
-    if (path.size() == 2 && path[0] == kSkuSegment) return self->OnRequest(Target{Route::kSku, path[1]}, r, s, req, resp);
+    if (path.size() == 2 && path[0] == kShelfSegment) {
+      self->OnRequest(Target{Route::kShelf, path[1]}, r, s, req, resp);
+      return self->CountAnswer(kMetricS, resp);
+    }
+    if (path.size() == 2 && path[0] == kSkuSegment) {
+      self->OnRequest(Target{Route::kSku, path[1]}, r, s, req, resp);
+      return self->CountAnswer(kMetricP, resp);
+    }
     RespondError(resp, StatusCode::kNotFound, "no such resource");
+    self->CountAnswer(kMetricOther, resp);
   }
-  static void OnNotAllowed(coap_resource_t*, coap_session_t*, const coap_pdu_t*, const coap_string_t*, coap_pdu_t* resp) {
+  static void OnNotAllowed(coap_resource_t* r, coap_session_t*, const coap_pdu_t*, const coap_string_t*, coap_pdu_t* resp) {
     SetCode(resp, 405);
     AddBody(resp, EncodeError(405, "method not allowed"));
+    static_cast<CoapServerImpl*>(coap_resource_get_userdata(r))->CountAnswer(kMetricOther, resp);
   }
-  static const coap_bin_const_t* OnPskIdentity(coap_bin_const_t* identity, coap_session_t*, void* arg) {
+  static const coap_bin_const_t* OnPskIdentity(coap_bin_const_t* identity, coap_session_t* session, void* arg) {
+    // Lets the event handler find the server for a handshake that then fails.
+    if (coap_session_get_app_data(session) == nullptr) coap_session_set_app_data(session, arg);
     return static_cast<CoapServerImpl*>(arg)->LookupPsk(identity);
   }
   static int OnEvent(coap_session_t* session, const coap_event_t event) {
+    if (event == COAP_EVENT_DTLS_ERROR) {
+      auto* self = static_cast<CoapServerImpl*>(coap_session_get_app_data(session));
+      if (self != nullptr && self->dtls_failures_ != nullptr) self->dtls_failures_->Inc();
+    }
     if (event == COAP_EVENT_SERVER_SESSION_DEL) {
       if (auto* self = static_cast<CoapServerImpl*>(coap_session_get_app_data(session))) self->ForgetSession(session);
     }
@@ -355,6 +381,9 @@ class CoapServerImpl : public CoapServer {
 
   void Run();
   void DrainMailbox();
+  // After a handler: counts the response it built (a notification, a request's answer, or nothing yet
+  // when the answer comes later).
+  void CountAnswer(MetricResource resource, const coap_pdu_t* response);
   void OnRequest(const Target& target, coap_resource_t* resource, coap_session_t* session, const coap_pdu_t* request,
                  coap_pdu_t* response);
   IotCaller CallerFor(coap_session_t* session, const coap_pdu_t* request, bool device_in_query) const;
@@ -389,6 +418,12 @@ class CoapServerImpl : public CoapServer {
   std::mutex stop_mu_;
   bool stopped_ = false;
   std::atomic<size_t> observer_count_{0};
+  // Metrics (loop thread only, except the DTLS counter, which libcoap also calls on it).
+  CounterFamily* requests_ = nullptr;
+  std::array<std::array<Counter*, kCodeSlots>, kMetricResources> request_counters_{};  // resolved on first use
+  Counter* notifications_ = nullptr;
+  Counter* dtls_failures_ = nullptr;
+  bool notifying_ = false;  // the handler answered a notification
 
   // Loop-thread state.
   std::unordered_map<uint64_t, Pending> pending_;
@@ -416,6 +451,18 @@ Status CoapServerImpl::Init() {
   coap_context_set_max_idle_sessions(ctx_, kMaxIdleSessions);
   coap_context_set_session_timeout(ctx_, static_cast<unsigned>(options_.session_idle_s));
   coap_register_event_handler(ctx_, OnEvent);
+  if (options_.metrics != nullptr) {
+    requests_ = &options_.metrics->Counters("bffd_coap_requests_total",
+                                           "CoAP requests answered, by resource (t, s, p, other) and response code.",
+                                           {"resource", "code"});
+    notifications_ = &options_.metrics->Counters("bffd_coap_notifications_total",
+                                                "Observe notifications sent to devices observing a shelf.")
+                          .With({});
+    dtls_failures_ = &options_.metrics->Counters("bffd_coap_dtls_handshake_failures_total",
+                                                "DTLS handshakes that failed (libcoap's DTLS error event): unknown or "
+                                                "revoked identity, broken handshake.")
+                          .With({});
+  }
 
   if (!options_.coap_address.empty()) {
     StatusOr<coap_address_t> addr = ResolveAddress(options_.coap_address);
@@ -504,6 +551,24 @@ void CoapServerImpl::Run() {
   }
 }
 
+void CoapServerImpl::CountAnswer(MetricResource resource, const coap_pdu_t* response) {
+  if (std::exchange(notifying_, false)) {
+    if (notifications_ != nullptr) notifications_->Inc();
+    return;
+  }
+  if (requests_ == nullptr) return;
+  // Code 0 on a NON: the answer is deferred and counted when libcoap hands the request back.
+  auto code = static_cast<uint8_t>(coap_pdu_get_code(response));
+  if (code < kFirstCountedCode || static_cast<size_t>(code - kFirstCountedCode) >= kCodeSlots) return;
+  Counter*& counter = request_counters_[resource][static_cast<size_t>(code - kFirstCountedCode)];
+  if (counter == nullptr) {
+    char text[8];
+    std::snprintf(text, sizeof(text), "%u.%02u", static_cast<unsigned>(code >> 5), static_cast<unsigned>(code & 0x1f));
+    counter = &requests_->With({kMetricResourceNames[resource], std::string_view(text)});
+  }
+  counter->Inc();
+}
+
 void CoapServerImpl::DrainMailbox() {
   for (MailItem& item : mailbox_->Take()) {
     if (auto* call = std::get_if<std::shared_ptr<Call>>(&item)) {
@@ -590,12 +655,16 @@ void CoapServerImpl::OnRequest(const Target& target, coap_resource_t* resource, 
       return;
     }
     // Still waiting: only a notification replays a held request (libcoap answers retransmissions itself).
-    if (target.route == Route::kShelf && RespondFromShelf(target.id, request, response)) return;
+    if (target.route == Route::kShelf && RespondFromShelf(target.id, request, response)) {
+      notifying_ = true;
+      return;
+    }
   }
 
   // 2. A notification: libcoap replays an established observer's request after a change.
   if (target.route == Route::kShelf && ObserveAction(request) == 0u && IsTracked(target.id, session, token) &&
       RespondFromShelf(target.id, request, response)) {
+    notifying_ = true;
     return;
   }
 

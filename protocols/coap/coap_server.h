@@ -21,6 +21,8 @@
 
 namespace bff {
 
+class MetricsRegistry;  // observability/metrics.h
+
 // CoAP option carrying a W3C traceparent (its text form, 55 bytes) from a device that traces: a number
 // from the experimental range (RFC 7252 section 12.2) that is elective (unknown to a server, ignored),
 // safe to forward and NoCacheKey (bits 2-4 set), so proxies pass it on and caches ignore it.
@@ -35,6 +37,9 @@ struct CoapServerOptions {
   // woke, asked and went back to sleep should not cost the others for long (libcoap's default is 300 s).
   int session_idle_s = 60;
   int receive_buffer_bytes = 4 << 20;  // room for a fleet's burst of datagrams (the default is ~208 KiB)
+  // Where bffd_coap_requests_total, bffd_coap_notifications_total and bffd_coap_dtls_handshake_failures_total
+  // are counted; none when null. Must outlive the server.
+  MetricsRegistry* metrics = nullptr;
 };
 
 // Looks up the PSK (the API key) of a device for the DTLS handshake; empty when unknown or revoked.

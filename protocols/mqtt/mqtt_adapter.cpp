@@ -125,6 +125,7 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
   }
 
   void connection_lost(const std::string& cause) override {
+    stats_.connection_losses.fetch_add(1, std::memory_order_relaxed);
     log::Warn("mqtt: connection lost; reconnecting", {{"cause", cause}});
   }
 
@@ -153,6 +154,8 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
     auto [device, rest] = SplitTopic(msg->get_topic());
     if (device.empty() || !IsValidId(device) || (rest != "telemetry" && rest != "stock/get")) {
       stats_.ignored.fetch_add(1);
+      size_t kind = rest == "telemetry" ? kMqttInTelemetry : rest == "stock/get" ? kMqttInStockGet : kMqttInOther;
+      stats_.in[kind][kMqttIgnored].fetch_add(1, std::memory_order_relaxed);
       return Done();
     }
     IotCaller caller;
@@ -171,9 +174,13 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
     if (rest == "telemetry") {
       iot_.HandleTelemetry(caller, msg->get_payload_str(), [this, own, caller](IotReply r) {
         if (r.code == StatusCode::kOk) {
-          Publish(own + "ack", r.payload, caller.trace, nullptr);
+          stats_.in[kMqttInTelemetry][kMqttAcknowledged].fetch_add(1, std::memory_order_relaxed);
+          Publish(own + "ack", r.payload, caller.trace, nullptr, kMqttOutAck);
         } else if (r.acknowledge) {
-          Publish(own + "error", r.payload, caller.trace, nullptr);
+          stats_.in[kMqttInTelemetry][kMqttRejected].fetch_add(1, std::memory_order_relaxed);
+          Publish(own + "error", r.payload, caller.trace, nullptr, kMqttOutError);
+        } else {
+          stats_.in[kMqttInTelemetry][kMqttUnacknowledged].fetch_add(1, std::memory_order_relaxed);
         }
         // !acknowledge: inventory unreachable; silence tells the device to keep the reading and retry.
         Done();
@@ -191,13 +198,15 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
       correlation = std::make_shared<mqtt::binary>(mqtt::get<mqtt::binary>(props, mqtt::property::CORRELATION_DATA));
     }
     iot_.HandleStockQuery(caller, msg->get_payload_str(), [this, own, reply_topic, correlation, caller](IotReply r) {
-      Publish(r.code == StatusCode::kOk ? reply_topic : own + "error", r.payload, caller.trace, correlation);
+      bool ok = r.code == StatusCode::kOk;
+      stats_.in[kMqttInStockGet][ok ? kMqttAcknowledged : kMqttRejected].fetch_add(1, std::memory_order_relaxed);
+      Publish(ok ? reply_topic : own + "error", r.payload, caller.trace, correlation, ok ? kMqttOutStock : kMqttOutError);
       Done();
     });
   }
 
   void Publish(const std::string& topic, const std::string& payload, const TraceContext& trace,
-               const std::shared_ptr<mqtt::binary>& correlation) {
+               const std::shared_ptr<mqtt::binary>& correlation, MqttOutKind kind) {
     auto msg = mqtt::make_message(topic, payload, kQos, false);
     mqtt::properties props;
     props.add({mqtt::property::USER_PROPERTY, std::string("traceparent"), trace.Child().ToTraceparent()});
@@ -206,8 +215,10 @@ class PahoAdapter : public MqttAdapter, public virtual mqtt::callback {
     try {
       client_.publish(msg);
       stats_.published.fetch_add(1);
+      stats_.out[kind][kMqttPublishOk].fetch_add(1, std::memory_order_relaxed);
     } catch (const mqtt::exception& e) {
       stats_.publish_failures.fetch_add(1);
+      stats_.out[kind][kMqttPublishFailed].fetch_add(1, std::memory_order_relaxed);
       log::Warn("mqtt: publish failed", {{"topic", topic}, {"reason", e.what()}}, log::Scope(trace.trace_id, "iot"));
     }
   }

@@ -8,6 +8,7 @@
 // lets the broker hold messages: back-pressure instead of silent drops.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -31,13 +32,28 @@ struct MqttAdapterOptions {
   int keep_alive_s = 30;
 };
 
+// Indexes of MqttStats::in and ::out; the metric labels are the names in the comments.
+enum MqttInKind : size_t { kMqttInTelemetry, kMqttInStockGet, kMqttInOther, kMqttInKinds };  // telemetry, stock_get, other
+enum MqttInOutcome : size_t {
+  kMqttAcknowledged,    // telemetry acknowledged; stock/get answered with stock
+  kMqttRejected,        // answered on the error topic
+  kMqttUnacknowledged,  // telemetry left unanswered: inventory unreachable, the device retries
+  kMqttIgnored,         // not ours (topic or device id)
+  kMqttInOutcomes
+};
+enum MqttOutKind : size_t { kMqttOutAck, kMqttOutStock, kMqttOutError, kMqttOutKinds };  // ack, stock, error
+enum MqttOutOutcome : size_t { kMqttPublishOk, kMqttPublishFailed, kMqttOutOutcomes };   // ok, failed
+
 struct MqttStats {
   std::atomic<uint64_t> received{0};
   std::atomic<uint64_t> published{0};
   std::atomic<uint64_t> publish_failures{0};
   std::atomic<uint64_t> ignored{0};        // topics or payloads that are not ours
   std::atomic<uint64_t> backpressure_waits{0};
-  std::atomic<uint64_t> connects{0};
+  std::atomic<uint64_t> connects{0};           // every session up, the first and each reconnect
+  std::atomic<uint64_t> connection_losses{0};
+  std::array<std::array<std::atomic<uint64_t>, kMqttInOutcomes>, kMqttInKinds> in{};
+  std::array<std::array<std::atomic<uint64_t>, kMqttOutOutcomes>, kMqttOutKinds> out{};
   std::atomic<size_t> in_flight{0};
 };
 

@@ -127,6 +127,7 @@ class Core : public std::enable_shared_from_this<Core> {
   void SubmitShelfReading(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done) {
     inventory_->Submit(std::move(reading), deadline, std::move(done));
   }
+  size_t QueuedShelfReadings() const { return inventory_->queued_readings(); }
 
  private:
   static void Release(std::vector<Responder> held, std::string_view why) {
@@ -356,6 +357,7 @@ class ServicesImpl : public DomainServices {
   void SubmitShelfReading(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done) override {
     core_->SubmitShelfReading(std::move(reading), deadline, std::move(done));
   }
+  size_t queued_shelf_readings() const override { return core_->QueuedShelfReadings(); }
 
  private:
   std::shared_ptr<Core> core_;

@@ -61,6 +61,8 @@ class DomainServices {
   // `done` runs once, on a scheduler thread; a reading still queued at `deadline` is not stored.
   virtual bool DirectCallsAllowed(std::string_view service) const = 0;
   virtual void SubmitShelfReading(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done) = 0;
+  // Shelf readings accepted by inventory and waiting for its writer (read at scrape time).
+  virtual size_t queued_shelf_readings() const = 0;
 
   virtual Status SetFault(const std::string& service, const Fault& fault) = 0;
   virtual void ClearFaults() = 0;

@@ -248,6 +248,11 @@ void InventoryService::Submit(ShelfReading in, TimePoint deadline, ShelfReadingC
   Enqueue(std::move(*reading), deadline, std::move(done));
 }
 
+size_t InventoryService::queued_readings() const {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return queue_.size();
+}
+
 // Group commit: whoever finds the writer idle starts it; while it commits, new readings queue up and
 // go into the next transaction together. A lone reading therefore commits at once, and under load one
 // fsync-free commit carries up to kMaxReadingsPerCommit readings.

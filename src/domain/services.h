@@ -71,6 +71,8 @@ class InventoryService : public std::enable_shared_from_this<InventoryService> {
   // checks and the same group commit, without the HTTP form. `done` runs once, on a scheduler thread;
   // a reading still queued when `deadline` passes is answered kDeadlineExceeded and not stored.
   void Submit(ShelfReading reading, TimePoint deadline, ShelfReadingCallback done);
+  // Readings waiting for the writer (not yet in a commit): a growing number means SQLite cannot keep up.
+  size_t queued_readings() const;
 
  private:
   InventoryService(std::shared_ptr<Db> db, Scheduler& scheduler, const CatalogService& catalog)
@@ -100,7 +102,7 @@ class InventoryService : public std::enable_shared_from_this<InventoryService> {
     TimePoint deadline;
     ShelfReadingCallback done;
   };
-  std::mutex queue_mu_;
+  mutable std::mutex queue_mu_;
   std::deque<Pending> queue_;
   bool writer_active_ = false;
 };

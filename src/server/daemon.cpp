@@ -9,6 +9,7 @@
 #include "common/crypto.h"
 #include "downstream/in_process_transport.h"
 #include "security/secret_file.h"
+#include "server/iot_metrics.h"
 #include "server/keys_command.h"
 #include "observability/process_metrics.h"
 #include "observability/trace_context.h"
@@ -257,6 +258,7 @@ void Daemon::RegisterDaemonMetrics() {
     metrics_.GaugeCallback("bffd_mqtt_connected", "1 while the MQTT broker session is up, else 0.",
                            [mqtt] { return mqtt->connected() ? 1.0 : 0.0; });
   }
+  ExportIotMetrics(metrics_, iot_.get(), mqtt_.get(), coap_.get(), domain_.get());
   RegisterTracingMetrics();
 }
 
@@ -314,6 +316,7 @@ Status Daemon::StartIot() {
     o.max_payload_bytes = static_cast<size_t>(config_.iot.max_payload_bytes);
     o.session_idle_s = config_.iot.coap_session_idle_s;
     o.receive_buffer_bytes = config_.iot.coap_receive_buffer_bytes;
+    o.metrics = &metrics_;
     // The DTLS handshake needs the key itself: the store opens its sealed copy, for active devices only.
     ApiKeyStore* keys = keys_.get();
     auto coap = CoapServer::Start(o, *iot_, [keys](const std::string& device) -> std::string {

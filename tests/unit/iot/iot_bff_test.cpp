@@ -166,6 +166,62 @@ TEST_P(IotBffTest, InventoryDownMeansNoAcknowledgement) {
   EXPECT_EQ(iot_->counters().telemetry_unacknowledged.load(), 2u);
 }
 
+uint64_t Rejected(const IotCounters& c, IotRejectReason why) { return c.telemetry_rejected_by[static_cast<size_t>(why)].load(); }
+
+TEST_P(IotBffTest, EveryReadingIsCountedAcknowledgedOrUnderOneReason) {
+  const uint32_t slot = static_cast<uint32_t>(shelf_only_.slot);
+  ASSERT_EQ(Telemetry("sensor-a", key_, 5000, slot, 4).code, StatusCode::kOk);
+  ASSERT_EQ(Telemetry("sensor-a", std::string(32, '0'), 5001, slot, 4).code, StatusCode::kUnauthenticated);
+  IotReply junk = Call([&](auto done) { iot_->HandleTelemetry(MqttCaller("sensor-a"), "\xc1\x00garbage", done); });
+  ASSERT_EQ(junk.code, StatusCode::kInvalidArgument);
+  ASSERT_EQ(Telemetry("sensor-a", key_, 5002, 0, 1, std::nullopt, "shelf-50-20").code, StatusCode::kPermissionDenied);
+  ASSERT_EQ(Telemetry("sensor-a", key_, 100, slot, 4).code, StatusCode::kInvalidArgument) << "seq went backwards";
+  ASSERT_EQ(Telemetry("sensor-a", key_, 5003, 999, 4).code, StatusCode::kInvalidArgument) << "inventory: no such slot";
+  for (int i = 0; i < 4; ++i) Telemetry("sensor-slow", slow_key_, 10 + i, 0, 1, std::nullopt, "shelf-01-02");
+  Fault down;
+  down.down = true;
+  ASSERT_TRUE(domain_->SetFault("inventory", down).ok());
+  ASSERT_FALSE(Telemetry("sensor-a", key_, 5004, slot, 4).acknowledge);
+  domain_->ClearFaults();
+
+  const IotCounters& c = iot_->counters();
+  EXPECT_EQ(c.telemetry_received.load(), 11u);
+  EXPECT_EQ(c.telemetry_acknowledged.load(), 4u) << "one of sensor-a's, three of sensor-slow's burst";
+  EXPECT_EQ(Rejected(c, IotRejectReason::kAuth), 1u);
+  EXPECT_EQ(Rejected(c, IotRejectReason::kBadPayload), 1u);
+  EXPECT_EQ(Rejected(c, IotRejectReason::kShelfNotAllowed), 1u);
+  EXPECT_EQ(Rejected(c, IotRejectReason::kSeqBackwards), 1u);
+  EXPECT_EQ(Rejected(c, IotRejectReason::kInvalid), 1u);
+  EXPECT_EQ(Rejected(c, IotRejectReason::kRateLimited), 1u);
+  EXPECT_EQ(Rejected(c, IotRejectReason::kUnavailable), 1u);
+  uint64_t sum = 0;
+  for (const auto& r : c.telemetry_rejected_by) sum += r.load();
+  EXPECT_EQ(c.telemetry_acknowledged.load() + sum, c.telemetry_received.load());
+  EXPECT_EQ(c.auth_failures.load(), 1u);
+  EXPECT_EQ(c.forbidden.load(), 1u);
+  EXPECT_EQ(c.rate_limited.load(), 1u);
+  EXPECT_EQ(IotRejectReasonName(IotRejectReason::kShelfNotAllowed), "shelf_not_allowed");
+}
+
+TEST_P(IotBffTest, StockQueriesAndTheSourceOfTheirFlagsAreCounted) {
+  IotCaller c = MqttCaller("sensor-a");
+  c.api_key = key_;
+  EXPECT_EQ(iot_->cached_shelves(), 0u);
+  ASSERT_EQ(Call([&](auto done) { iot_->GetShelfFlags(c, shelf_only_.shelf_id, done); }).code, StatusCode::kOk);
+  ASSERT_EQ(Call([&](auto done) { iot_->GetShelfFlags(c, shelf_only_.shelf_id, done); }).code, StatusCode::kOk);
+  ASSERT_EQ(Call([&](auto done) { iot_->GetSkuInStock(c, shelf_only_.sku, done); }).code, StatusCode::kOk);
+  const IotCounters& n = iot_->counters();
+  EXPECT_EQ(n.shelf_queries.load(), 2u);
+  EXPECT_EQ(n.sku_queries.load(), 1u);
+  EXPECT_EQ(n.flags_fetched.load(), 1u) << "the first question asks inventory";
+  EXPECT_EQ(n.flags_cached.load(), 1u) << "the second is answered from the cache";
+  EXPECT_EQ(iot_->cached_shelves(), 1u);
+  // The only change since the cached flags: the acknowledgement's flags follow from the reading itself.
+  ASSERT_EQ(Telemetry("sensor-a", key_, 1, static_cast<uint32_t>(shelf_only_.slot), 0).code, StatusCode::kOk);
+  EXPECT_EQ(n.flags_derived.load(), 1u);
+  EXPECT_EQ(n.flags_fetched.load(), 1u);
+}
+
 TEST_P(IotBffTest, ObserversHearOnlyRealChanges) {
   std::atomic<int> notified{0};
   uint64_t id = iot_->Observe(shelf_only_.shelf_id, [&](const ShelfFlags&) { notified.fetch_add(1); });

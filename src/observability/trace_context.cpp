@@ -1,6 +1,9 @@
 // W3C traceparent parsing/formatting and id generation.
 #include "observability/trace_context.h"
 
+#include <algorithm>
+#include <atomic>
+
 #include <cstring>
 #include <random>
 
@@ -47,10 +50,18 @@ std::string RandomIdHex(size_t n_bytes) {
   return hex;
 }
 
+namespace {
+std::atomic<int> g_sample_percent{100};
+}  // namespace
+
+void SetNewTraceSamplePercent(int percent) { g_sample_percent.store(std::clamp(percent, 0, 100)); }
+
 TraceContext TraceContext::NewRoot() {
   TraceContext t;
   t.trace_id = RandomIdHex(16);
   t.span_id = RandomIdHex(8);
+  const int pct = g_sample_percent.load(std::memory_order_relaxed);
+  if (pct < 100) t.flags = (NextRandom() % 100) < static_cast<uint64_t>(pct) ? 1 : 0;
   return t;
 }
 

@@ -28,6 +28,11 @@ struct TraceContext {
   bool valid() const { return trace_id.size() == 32 && span_id.size() == 16; }
 };
 
+// The share of new traces (started here, not continued from a caller) that are sampled, in percent,
+// process-wide: 100 records every request's spans; lower keeps the cost of span export bounded on hot
+// paths. A caller's sampled flag is always honoured, and an unsampled trace still propagates its ids.
+void SetNewTraceSamplePercent(int percent);
+
 // Fast non-cryptographic random hex for ids (trace ids are not secrets).
 std::string RandomIdHex(size_t n_bytes);
 

@@ -76,6 +76,7 @@ Status Daemon::Start() {
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Unavailable("data_dir: cannot create '" + config_.data_dir + "': " + ec.message());
 
+  SetNewTraceSamplePercent(config_.tracing.sample_percent);
   auto tracing = MakeTracing(TracingSettingsFrom(config_.tracing));
   if (!tracing.ok()) return tracing.status();
   tracing_ = std::move(tracing).value();

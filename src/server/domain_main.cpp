@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bff-domain: bad configuration: %s\n", valid.message().c_str());
     return 2;
   }
+  bff::SetNewTraceSamplePercent(tracing_config.sample_percent);
   auto tracing = bff::MakeTracing(bff::TracingSettingsFrom(tracing_config));
   if (!tracing.ok()) {
     std::fprintf(stderr, "bff-domain: bad configuration: %s\n", tracing.status().message().c_str());

@@ -59,3 +59,24 @@ TEST(TraceContextTest, NewRootsAreUnique) {
 
 }  // namespace
 }  // namespace bff
+
+namespace bff {
+namespace {
+
+TEST(TraceSampling, NewTracesFollowTheSamplePercentAndCallersKeepTheirFlag) {
+  SetNewTraceSamplePercent(0);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(TraceContext::NewRoot().flags, 0) << "0%: no new trace is sampled";
+  auto continued = TraceContext::AcceptOrCreate("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  EXPECT_EQ(continued.flags, 1) << "a caller's sampled flag is honoured whatever the percentage";
+  EXPECT_EQ(continued.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  SetNewTraceSamplePercent(30);
+  int sampled = 0;
+  for (int i = 0; i < 2000; ++i) sampled += TraceContext::NewRoot().flags;
+  EXPECT_GT(sampled, 400);
+  EXPECT_LT(sampled, 800);
+  SetNewTraceSamplePercent(100);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(TraceContext::NewRoot().flags, 1);
+}
+
+}  // namespace
+}  // namespace bff

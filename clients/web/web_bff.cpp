@@ -187,12 +187,14 @@ std::optional<Session> WebBff::SessionOf(const ApiCall& call) {
   return sessions_.Touch(id);
 }
 
-StatusOr<Session> WebBff::SessionWithCsrf(const ApiCall& call) {
+StatusOr<Session> WebBff::CheckSession(ApiCall& call, bool require_csrf) {
+  TimePoint t0 = scheduler_.Now();
   ActiveSpan span = call.ctx().StartSpan("auth.check", SpanKind::kInternal, call.ctx().trace.Child());
   span.SetAttribute(span_attr::kAuthKind, "session");
   auto checked = [&]() -> StatusOr<Session> {
     auto session = SessionOf(call);
     if (!session) return Unauthenticated("log in first: no valid session");
+    if (!require_csrf) return *session;
     std::string_view csrf = call.http().headers.Get("X-CSRF-Token");
     if (csrf.empty() || !ConstantTimeEquals(csrf, session->csrf_token)) {
       return PermissionDenied("missing or wrong X-CSRF-Token");
@@ -200,6 +202,7 @@ StatusOr<Session> WebBff::SessionWithCsrf(const ApiCall& call) {
     return *session;
   }();
   span.SetStatus(checked.ok() ? Status::Ok() : checked.status());
+  call.AddTiming("auth", MsSince(scheduler_, t0));
   return checked;
 }
 
@@ -250,8 +253,8 @@ void WebBff::Logout(std::shared_ptr<ApiCall> call, Respond respond) {
 }
 
 void WebBff::Me(std::shared_ptr<ApiCall> call, Respond respond) {
-  auto session = SessionOf(*call);
-  if (!session) return respond(ErrorResponse(Unauthenticated("log in first: no valid session"), call->trace_id()));
+  auto session = CheckSession(*call, false);
+  if (!session.ok()) return respond(ErrorResponse(session.status(), call->trace_id()));
   OrderedJson out;
   out["user"] = OrderedJson{{"id", session->user_id}, {"username", session->username}};
   out["csrf_token"] = session->csrf_token;

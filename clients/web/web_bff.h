@@ -30,8 +30,11 @@ class WebBff {
 
   // The live session named by the request's cookie, or an error answer (401) already sent.
   std::optional<Session> SessionOf(const ApiCall& call);
-  // Session plus a matching X-CSRF-Token header; 401/403 otherwise.
-  StatusOr<Session> SessionWithCsrf(const ApiCall& call);
+  // The session check a route requires, as an `auth.check` span and an
+  // `auth` Server-Timing entry: a valid session (401 otherwise) and, when
+  // require_csrf, a matching X-CSRF-Token header (403 otherwise).
+  StatusOr<Session> CheckSession(ApiCall& call, bool require_csrf);
+  StatusOr<Session> SessionWithCsrf(ApiCall& call) { return CheckSession(call, true); }
   std::string SessionCookie(const std::string& value, int64_t max_age_s) const;
 
   Config::Web options_;

@@ -439,6 +439,8 @@ TEST_F(HttpBffTest, WebSessionsCookiesAndCsrf) {
   auto no_csrf = Send(add);
   ASSERT_TRUE(no_csrf.ok());
   ExpectError(*no_csrf, 403);
+  EXPECT_NE(no_csrf->headers.Get("Server-Timing").find("auth;dur="), std::string_view::npos)
+      << no_csrf->headers.Get("Server-Timing");
   add.headers.Set("X-CSRF-Token", "wrong");
   auto wrong_csrf = Send(add);
   ASSERT_TRUE(wrong_csrf.ok());
@@ -448,6 +450,9 @@ TEST_F(HttpBffTest, WebSessionsCookiesAndCsrf) {
   ASSERT_TRUE(ok.ok());
   ASSERT_EQ(ok->status, 200) << ok->body;
   EXPECT_EQ(Body(*ok)["cart"]["items"][0]["sku"], "SKU-10004");
+  std::string timing(ok->headers.Get("Server-Timing"));
+  EXPECT_NE(timing.find("auth;dur="), std::string::npos) << timing;
+  EXPECT_NE(timing.find("cart;dur="), std::string::npos) << timing;
 
   HttpRequest logout = Req("DELETE", "/web/v1/session");
   logout.headers.Set("Cookie", cookie);

@@ -112,8 +112,14 @@ StatusOr<ApiKeyRecord> IotBff::Authenticate(const std::string& device_id, const 
 
 StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string& device_id, const std::string& key,
                                      IotReply* error, std::optional<uint64_t> seq) {
+  // The key check and the device's rate limit, as one span under the message's.
+  ActiveSpan span = tracer_ && tracer_->enabled()
+                        ? tracer_->Start("auth.check", SpanKind::kInternal, caller.trace.Child())
+                        : ActiveSpan();
+  span.SetAttribute(span_attr::kAuthKind, "api_key");
   auto record = Authenticate(device_id, key);
   if (!record.ok()) {
+    span.SetStatus(record.status());
     counters_.auth_failures.fetch_add(1);
     log::Info("iot: key refused", {{"device", device_id}, {"transport", IotTransportName(caller.transport)}},
               log::Scope(caller.trace.trace_id, "iot"));
@@ -124,8 +130,11 @@ StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string&
   if (!d.allowed) {
     counters_.rate_limited.fetch_add(1);
     *error = Error(StatusCode::kResourceExhausted, "rate limited", d.retry_after_s, seq);
-    return Status(StatusCode::kResourceExhausted, "rate limited");
+    Status limited(StatusCode::kResourceExhausted, "rate limited");
+    span.SetStatus(limited);
+    return limited;
   }
+  span.SetOk();
   return record;
 }
 

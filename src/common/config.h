@@ -80,7 +80,7 @@ struct Config {
   struct Tracing {
     std::string collector_url;       // OTLP/HTTP base URL ("http://127.0.0.1:4318"); empty: no export
     bool log_spans = false;          // one JSON log line per span (development)
-    int max_queue = 2048;            // spans waiting to be sent; past it, spans are dropped (counted)
+    int max_queue = 8192;            // spans waiting to be sent; past it, spans are dropped (counted)
     int max_batch = 512;             // spans per POST, at most max_queue
     int max_delay_ms = 1000;         // longest a span waits for its batch to fill
     int timeout_ms = 5000;           // one export, connect to answer

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cmath>
 #include <condition_variable>
 #include <mutex>
@@ -46,48 +47,154 @@ std::string ToLower(std::string_view s) {
   return out;
 }
 
-ojson AttributeJson(const std::string& key, const AttributeValue& value) {
-  ojson v = ojson::object();
-  if (const auto* s = std::get_if<std::string>(&value)) {
-    v["stringValue"] = *s;
-  } else if (const auto* i = std::get_if<int64_t>(&value)) {
-    v["intValue"] = std::to_string(*i);  // proto3 JSON: 64-bit integers are strings
-  } else if (const auto* d = std::get_if<double>(&value)) {
-    if (std::isnan(*d)) {
-      v["doubleValue"] = "NaN";  // proto3 JSON's spelling; JSON numbers cannot say it
-    } else if (std::isinf(*d)) {
-      v["doubleValue"] = *d > 0 ? "Infinity" : "-Infinity";
-    } else {
-      v["doubleValue"] = *d;
-    }
-  } else if (const auto* b = std::get_if<bool>(&value)) {
-    v["boolValue"] = *b;
+// The OTLP JSON is written straight into one string: a batch of hundreds of spans built as a JSON
+// tree first cost more than the requests that made them.
+
+// The length of the valid UTF-8 sequence at s[i], or 0 when it is not one.
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const auto cont = [&](size_t k) { return k < s.size() && (b(k) & 0xC0) == 0x80; };
+  const unsigned char c = b(i);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(i + 1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(i + 1) || !cont(i + 2)) return 0;
+    if (c == 0xE0 && b(i + 1) < 0xA0) return 0;   // overlong
+    if (c == 0xED && b(i + 1) >= 0xA0) return 0;  // UTF-16 surrogate
+    return 3;
   }
-  ojson a = ojson::object();
-  a["key"] = key;
-  a["value"] = std::move(v);
-  return a;
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(i + 1) || !cont(i + 2) || !cont(i + 3)) return 0;
+    if (c == 0xF0 && b(i + 1) < 0x90) return 0;   // overlong
+    if (c == 0xF4 && b(i + 1) >= 0x90) return 0;  // past U+10FFFF
+    return 4;
+  }
+  return 0;
 }
 
-ojson SpanJson(const Span& s) {
-  ojson j = ojson::object();
-  j["traceId"] = s.trace_id;
-  j["spanId"] = s.span_id;
-  if (!s.parent_span_id.empty()) j["parentSpanId"] = s.parent_span_id;
-  j["name"] = s.name;
-  j["kind"] = static_cast<int>(s.kind);
-  j["startTimeUnixNano"] = std::to_string(s.start_unix_nano);
-  j["endTimeUnixNano"] = std::to_string(s.end_unix_nano);
-  if (!s.attributes.empty()) {
-    ojson attrs = ojson::array();
-    for (const auto& a : s.attributes) attrs.push_back(AttributeJson(a.key, a.value));
-    j["attributes"] = std::move(attrs);
+// A JSON string: quotes, backslashes and control characters escaped, each byte that is not part of
+// valid UTF-8 replaced by U+FFFD (a span name or attribute may carry a client's bytes).
+void AppendString(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  const auto plain = [](unsigned char c) { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\'; };
+  for (size_t i = 0; i < s.size();) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (plain(c)) {
+      size_t run = i + 1;
+      while (run < s.size() && plain(static_cast<unsigned char>(s[run]))) ++run;
+      out.append(s.data() + i, run - i);
+      i = run;
+      continue;
+    }
+    switch (c) {
+      case '"': out += "\\\""; ++i; continue;
+      case '\\': out += "\\\\"; ++i; continue;
+      case '\n': out += "\\n"; ++i; continue;
+      case '\r': out += "\\r"; ++i; continue;
+      case '\t': out += "\\t"; ++i; continue;
+      default: break;
+    }
+    if (c < 0x20) {
+      out += "\\u00";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+      ++i;
+      continue;
+    }
+    const size_t n = Utf8SequenceLength(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
   }
-  ojson status = ojson::object();
-  status["code"] = static_cast<int>(s.status);
-  if (!s.status_message.empty()) status["message"] = s.status_message;
-  j["status"] = std::move(status);
-  return j;
+  out += '"';
+}
+
+void AppendInt(std::string& out, int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, r.ptr);
+}
+
+// proto3 JSON: 64-bit integers are decimal strings.
+void AppendQuotedInt(std::string& out, int64_t v) {
+  out += '"';
+  AppendInt(out, v);
+  out += '"';
+}
+
+void AppendDouble(std::string& out, double d) {
+  if (std::isnan(d)) {
+    out += "\"NaN\"";  // proto3 JSON's spelling; JSON numbers cannot say it
+    return;
+  }
+  if (std::isinf(d)) {
+    out += d > 0 ? "\"Infinity\"" : "\"-Infinity\"";
+    return;
+  }
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof buf, d);  // shortest form that reads back as d
+  std::string_view text(buf, static_cast<size_t>(r.ptr - buf));
+  out += text;
+  if (text.find_first_of(".e") == std::string_view::npos) out += ".0";  // stays a double when read
+}
+
+void AppendAttribute(std::string& out, std::string_view key, const AttributeValue& value) {
+  out += "{\"key\":";
+  AppendString(out, key);
+  out += ",\"value\":{";
+  if (const auto* s = std::get_if<std::string>(&value)) {
+    out += "\"stringValue\":";
+    AppendString(out, *s);
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    out += "\"intValue\":";
+    AppendQuotedInt(out, *i);
+  } else if (const auto* d = std::get_if<double>(&value)) {
+    out += "\"doubleValue\":";
+    AppendDouble(out, *d);
+  } else if (const auto* b = std::get_if<bool>(&value)) {
+    out += "\"boolValue\":";
+    out += *b ? "true" : "false";
+  }
+  out += "}}";
+}
+
+void AppendSpan(std::string& out, const Span& s) {
+  out += "{\"traceId\":";
+  AppendString(out, s.trace_id);
+  out += ",\"spanId\":";
+  AppendString(out, s.span_id);
+  if (!s.parent_span_id.empty()) {
+    out += ",\"parentSpanId\":";
+    AppendString(out, s.parent_span_id);
+  }
+  out += ",\"name\":";
+  AppendString(out, s.name);
+  out += ",\"kind\":";
+  AppendInt(out, static_cast<int>(s.kind));
+  out += ",\"startTimeUnixNano\":";
+  AppendQuotedInt(out, s.start_unix_nano);
+  out += ",\"endTimeUnixNano\":";
+  AppendQuotedInt(out, s.end_unix_nano);
+  if (!s.attributes.empty()) {
+    out += ",\"attributes\":[";
+    for (size_t i = 0; i < s.attributes.size(); ++i) {
+      if (i) out += ',';
+      AppendAttribute(out, s.attributes[i].key, s.attributes[i].value);
+    }
+    out += ']';
+  }
+  out += ",\"status\":{\"code\":";
+  AppendInt(out, static_cast<int>(s.status));
+  if (!s.status_message.empty()) {
+    out += ",\"message\":";
+    AppendString(out, s.status_message);
+  }
+  out += "}}";
 }
 
 // The collector's partialSuccess.rejectedSpans (int64, so a string or a number), 0 when absent.
@@ -263,8 +370,7 @@ class OtlpExporterImpl final : public OtlpExporter {
 
   // Encodes and POSTs one batch; counts the outcome. Exporter thread only.
   void Export(const std::vector<Span>& batch) {
-    std::string body = EncodeOtlpTraces(batch, options_.service_name, options_.service_version)
-                           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    std::string body = EncodeOtlpTracesJson(batch, options_.service_name, options_.service_version);
     const TimePoint deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
     const bool reused = stream_.has_value();
     Exchange x = Post(body, deadline);
@@ -437,27 +543,34 @@ class OtlpExporterImpl final : public OtlpExporter {
 
 }  // namespace
 
+std::string EncodeOtlpTracesJson(const std::vector<Span>& spans, const std::string& service_name,
+                                 const std::string& service_version) {
+  std::string out;
+  out.reserve(256 + spans.size() * 400);
+  out += "{\"resourceSpans\":[{\"resource\":{\"attributes\":[";
+  AppendAttribute(out, "service.name", service_name);
+  if (!service_version.empty()) {
+    out += ',';
+    AppendAttribute(out, "service.version", service_version);
+  }
+  out += "]},\"scopeSpans\":[{\"scope\":{\"name\":";
+  AppendString(out, service_name);
+  if (!service_version.empty()) {
+    out += ",\"version\":";
+    AppendString(out, service_version);
+  }
+  out += "},\"spans\":[";
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (i) out += ',';
+    AppendSpan(out, spans[i]);
+  }
+  out += "]}]}]}";
+  return out;
+}
+
 nlohmann::ordered_json EncodeOtlpTraces(const std::vector<Span>& spans, const std::string& service_name,
-                                const std::string& service_version) {
-  ojson resource_attrs = ojson::array();
-  resource_attrs.push_back(AttributeJson("service.name", service_name));
-  if (!service_version.empty()) resource_attrs.push_back(AttributeJson("service.version", service_version));
-  ojson span_list = ojson::array();
-  for (const auto& s : spans) span_list.push_back(SpanJson(s));
-  ojson scope = ojson::object();
-  scope["name"] = service_name;
-  if (!service_version.empty()) scope["version"] = service_version;
-  ojson scope_spans = ojson::object();
-  scope_spans["scope"] = std::move(scope);
-  scope_spans["spans"] = std::move(span_list);
-  ojson resource = ojson::object();
-  resource["attributes"] = std::move(resource_attrs);
-  ojson rs = ojson::object();
-  rs["resource"] = std::move(resource);
-  rs["scopeSpans"] = ojson::array({std::move(scope_spans)});
-  ojson root = ojson::object();
-  root["resourceSpans"] = ojson::array({std::move(rs)});
-  return root;
+                                        const std::string& service_version) {
+  return ojson::parse(EncodeOtlpTracesJson(spans, service_name, service_version));
 }
 
 StatusOr<OtlpEndpoint> ParseCollectorUrl(const std::string& url) {

@@ -25,7 +25,7 @@ struct OtlpExporterOptions {
   // Base URL of the collector's OTLP/HTTP receiver, "http://host:port" with an optional path prefix;
   // spans go to <collector_url>/v1/traces. http:// only.
   std::string collector_url;
-  size_t max_queue = 2048;  // spans waiting to be sent; past this, new spans are dropped
+  size_t max_queue = 8192;  // spans waiting to be sent; past this, new spans are dropped
   size_t max_batch = 512;   // spans per POST (at most max_queue)
   int max_delay_ms = 1000;  // longest a span waits for its batch to fill
   int timeout_ms = 5000;    // one export: resolve + connect + send + answer
@@ -69,7 +69,11 @@ class OtlpExporter : public SpanSink {
 
 // The OTLP JSON encoding of `spans` (ExportTraceServiceRequest): one resourceSpans with
 // service.name/service.version, one scopeSpans, ids as hex strings, times and intValue as decimal
-// strings (proto3 JSON maps 64-bit integers to strings), kind and status code as enum numbers.
+// strings (proto3 JSON maps 64-bit integers to strings), kind and status code as enum numbers. Text
+// that is not valid UTF-8 has each bad byte replaced by U+FFFD.
+std::string EncodeOtlpTracesJson(const std::vector<Span>& spans, const std::string& service_name,
+                                 const std::string& service_version);
+// The same, as a JSON value (for tests and tools).
 nlohmann::ordered_json EncodeOtlpTraces(const std::vector<Span>& spans, const std::string& service_name,
                                 const std::string& service_version);
 

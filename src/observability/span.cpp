@@ -6,6 +6,10 @@
 #include <chrono>
 
 namespace bff {
+namespace {
+// Enough for an entry span's attributes, so they are allocated once.
+constexpr size_t kTypicalAttributes = 8;
+}  // namespace
 
 std::string_view SpanKindName(SpanKind kind) {
   switch (kind) {
@@ -30,15 +34,16 @@ int64_t UnixNanosNow() {
       .count();
 }
 
-void Span::SetAttribute(std::string_view key, AttributeValue value) {
+void Span::SetAttribute(AttributeKey key, AttributeValue value) {
   // Spans carry a handful of attributes: a linear scan beats any index.
   for (auto& a : attributes) {
-    if (a.key == key) {
+    if (a.key == key.view()) {
       a.value = std::move(value);
       return;
     }
   }
-  attributes.push_back({std::string(key), std::move(value)});
+  if (attributes.empty()) attributes.reserve(kTypicalAttributes);
+  attributes.push_back({key.view(), std::move(value)});
 }
 
 const AttributeValue* Span::FindAttribute(std::string_view key) const {
@@ -68,22 +73,22 @@ struct ActiveSpan::State {
   ~State() { Finish(); }
 };
 
-ActiveSpan& ActiveSpan::SetAttribute(std::string_view key, std::string_view value) {
+ActiveSpan& ActiveSpan::SetAttribute(AttributeKey key, std::string_view value) {
   if (state_ && state_->open()) state_->span.SetAttribute(key, std::string(value));
   return *this;
 }
 
-ActiveSpan& ActiveSpan::SetAttribute(std::string_view key, bool value) {
+ActiveSpan& ActiveSpan::SetAttribute(AttributeKey key, bool value) {
   if (state_ && state_->open()) state_->span.SetAttribute(key, value);
   return *this;
 }
 
-ActiveSpan& ActiveSpan::SetInt(std::string_view key, int64_t value) {
+ActiveSpan& ActiveSpan::SetInt(AttributeKey key, int64_t value) {
   if (state_ && state_->open()) state_->span.SetAttribute(key, value);
   return *this;
 }
 
-ActiveSpan& ActiveSpan::SetDouble(std::string_view key, double value) {
+ActiveSpan& ActiveSpan::SetDouble(AttributeKey key, double value) {
   if (state_ && state_->open()) state_->span.SetAttribute(key, value);
   return *this;
 }

@@ -60,8 +60,22 @@ std::string_view SpanStatusName(SpanStatus status);  // "unset", "ok", "error"
 
 using AttributeValue = std::variant<std::string, int64_t, double, bool>;
 
+// An attribute name: a string literal or a span_attr constant, never text built at run time. Spans
+// keep a view of the name instead of a copy; the consteval constructors make anything else a
+// compile error.
+class AttributeKey {
+ public:
+  template <size_t N>
+  consteval AttributeKey(const char (&name)[N]) : name_(name, N - 1) {}  // NOLINT: implicit by design
+  consteval AttributeKey(std::string_view name) : name_(name) {}         // NOLINT: implicit by design
+  constexpr std::string_view view() const { return name_; }
+
+ private:
+  std::string_view name_;
+};
+
 struct SpanAttribute {
-  std::string key;
+  std::string_view key;  // static storage: see AttributeKey
   AttributeValue value;
   bool operator==(const SpanAttribute&) const = default;
 };
@@ -98,7 +112,7 @@ struct Span {
   std::string status_message;  // only meaningful with kError
   std::vector<SpanAttribute> attributes;  // keys are unique: setting a key again replaces its value
 
-  void SetAttribute(std::string_view key, AttributeValue value);
+  void SetAttribute(AttributeKey key, AttributeValue value);
   const AttributeValue* FindAttribute(std::string_view key) const;
 };
 
@@ -131,20 +145,20 @@ class ActiveSpan {
   // expensive attribute values.
   bool recording() const { return state_ != nullptr; }
 
-  ActiveSpan& SetAttribute(std::string_view key, std::string_view value);
-  ActiveSpan& SetAttribute(std::string_view key, const char* value) { return SetAttribute(key, std::string_view(value)); }
-  ActiveSpan& SetAttribute(std::string_view key, bool value);
+  ActiveSpan& SetAttribute(AttributeKey key, std::string_view value);
+  ActiveSpan& SetAttribute(AttributeKey key, const char* value) { return SetAttribute(key, std::string_view(value)); }
+  ActiveSpan& SetAttribute(AttributeKey key, bool value);
   // Any integer type; unsigned values past INT64_MAX are clamped to it (OTLP ints are signed).
   template <std::integral T>
     requires(!std::same_as<T, bool>)
-  ActiveSpan& SetAttribute(std::string_view key, T value) {
+  ActiveSpan& SetAttribute(AttributeKey key, T value) {
     if constexpr (std::is_unsigned_v<T>) {
       if (static_cast<uint64_t>(value) > static_cast<uint64_t>(INT64_MAX)) return SetInt(key, INT64_MAX);
     }
     return SetInt(key, static_cast<int64_t>(value));
   }
   template <std::floating_point T>
-  ActiveSpan& SetAttribute(std::string_view key, T value) {
+  ActiveSpan& SetAttribute(AttributeKey key, T value) {
     return SetDouble(key, static_cast<double>(value));
   }
 
@@ -166,8 +180,8 @@ class ActiveSpan {
   friend class Tracer;
   struct State;
   explicit ActiveSpan(std::shared_ptr<State> state) : state_(std::move(state)) {}
-  ActiveSpan& SetInt(std::string_view key, int64_t value);
-  ActiveSpan& SetDouble(std::string_view key, double value);
+  ActiveSpan& SetInt(AttributeKey key, int64_t value);
+  ActiveSpan& SetDouble(AttributeKey key, double value);
   std::shared_ptr<State> state_;
 };
 

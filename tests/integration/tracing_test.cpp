@@ -1,6 +1,7 @@
 // Spans end to end: bffd and bff-domain export to an OTLP receiver, and one trace shows every hop.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -8,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "domain/seed.h"
+#include "protocols/msgpack/iot_codec.h"
 #include "support/coap_client_output.h"
 #include "support/otlp_receiver.h"
 #include "support/processes.h"
@@ -186,6 +188,73 @@ TEST(TracingTest, AnAbsentCollectorCostsRequestsNothingAndIsCounted) {
   EXPECT_TRUE(counted) << metrics;
   EXPECT_EQ(MetricValue(metrics, "bffd_spans_exported_total"), "0") << metrics;
   EXPECT_NE(MetricValue(metrics, "bffd_spans_dropped_total{reason=\"queue_full\"}"), "") << metrics;
+}
+
+// A device's MQTT 5 question with a traceparent user property: bffd's span for the message is the
+// device span's child, and the answer bffd publishes back carries the same trace.
+TEST(TracingTest, AnMqttQuestionJoinsTheDevicesTraceAndTheAnswerCarriesIt) {
+  if (access("/usr/sbin/mosquitto", X_OK) != 0) GTEST_SKIP() << "mosquitto is not installed";
+  OtlpReceiver receiver;
+  TempDir dir;
+  SeedSlotRef slot = SeedShelfOnlyProduct(3);
+  std::string key;
+  ASSERT_EQ(RunCommand(BinPath("bffd") + " keys add sensor-q --shelf " + slot.shelf_id + " --data " + dir.path(), &key),
+            0);
+  while (!key.empty() && (key.back() == '\n' || key.back() == ' ')) key.pop_back();
+  MosquittoProcess broker(dir.path(), dir.path() + "/broker");
+  ASSERT_TRUE(broker.ready());
+  std::string config = WriteConfig(dir, "[iot]\ndemo_fleet = 0\n[tracing]\nmax_delay_ms = 50\n");
+  BffdProcess bffd(dir.path(), {"--config", config, "--mqtt", broker.uri(), "--trace-collector", receiver.url()});
+  ASSERT_TRUE(bffd.ready()) << bffd.process().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return bffd.process().Stderr().find("mqtt: connected and subscribed") != std::string::npos; },
+                      20s));
+
+  const std::string port = std::to_string(broker.port());
+  ChildProcess sub("/usr/bin/mosquitto_sub",
+                   {"-h", "127.0.0.1", "-p", port, "-u", "sensor-q", "-P", key, "-t", "iot/v1/sensor-q/stock", "-q", "1",
+                    "-V", "mqttv5", "-F", "%x %P"},
+                   dir.path());
+  const std::string trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+  const std::string device_span = "00f067aa0ba902b7";
+  std::string file = dir.path() + "/query";
+  std::ofstream(file, std::ios::binary) << EncodeStockQuery({key, "", slot.sku});
+  std::string answer;
+  for (int attempt = 0; attempt < 30 && answer.empty(); ++attempt) {
+    RunCommand("/usr/bin/mosquitto_pub -h 127.0.0.1 -p " + port + " -u sensor-q -P " + key +
+                   " -q 1 -V mqttv5 -t iot/v1/sensor-q/stock/get -D publish user-property traceparent 00-" + trace_id +
+                   "-" + device_span + "-01 -f " + file,
+               nullptr);
+    WaitFor([&] { return sub.Stdout().find('\n') != std::string::npos; }, 700ms);
+    answer = sub.Stdout().substr(0, sub.Stdout().find('\n'));
+  }
+  ASSERT_FALSE(answer.empty()) << "no answer on iot/v1/sensor-q/stock";
+  // "%P" prints each user property as key:value.
+  EXPECT_NE(answer.find("traceparent:00-" + trace_id + "-"), std::string::npos)
+      << "the answer carries the device's trace: " << answer;
+
+  auto is_entry = [](const ReceivedSpan& s) {
+    return s.span.value("kind", 0) == kServerKind && Attr(s.span, "bff.client.kind") == "iot";
+  };
+  auto has_entry = [&](const std::vector<ReceivedSpan>& spans) {
+    return std::any_of(spans.begin(), spans.end(), is_entry);
+  };
+  std::vector<ReceivedSpan> spans = SpansUntil(receiver, trace_id, has_entry);
+  ASSERT_TRUE(has_entry(spans)) << bffd.process().Stderr();
+  std::string entry_id;
+  for (const auto& s : spans) {
+    if (!is_entry(s)) continue;
+    entry_id = s.span.value("spanId", "");
+    EXPECT_EQ(s.span.value("name", ""), "iot/v1/{device}/stock/get");
+    EXPECT_EQ(s.span.value("parentSpanId", ""), device_span) << "child of the device's span";
+    EXPECT_EQ(Attr(s.span, "network.protocol.name"), "mqtt");
+    EXPECT_EQ(Attr(s.span, "messaging.destination.name"), "iot/v1/{device}/stock/get");
+    EXPECT_EQ(Attr(s.span, "bff.iot.result"), "ok");
+    EXPECT_EQ(ServiceOf(s), "bffd");
+  }
+  // The published answer is a hop of the message's span: its traceparent names a child of it.
+  const std::string published = answer.substr(answer.find("traceparent:00-") + 15 + 33, 16);
+  EXPECT_NE(published, device_span);
+  EXPECT_NE(published, entry_id) << "a fresh span id for the publish";
 }
 
 TEST(TracingTest, ACoapRequestJoinsTheDevicesTrace) {

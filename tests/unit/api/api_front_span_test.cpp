@@ -6,34 +6,18 @@
 #include <mutex>
 #include <optional>
 
+#include "support/collecting_span_sink.h"
+
 namespace bff {
 namespace {
 
-class CollectingSink : public SpanSink {
- public:
-  void Record(Span span) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    spans_.push_back(std::move(span));
-  }
-  std::vector<Span> spans() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return spans_;
-  }
+using testing::CollectingSpanSink;
 
- private:
-  std::mutex mu_;
-  std::vector<Span> spans_;
-};
-
-template <typename T>
-T Attr(const Span& span, std::string_view key) {
-  const AttributeValue* v = span.FindAttribute(key);
-  return v && std::holds_alternative<T>(*v) ? std::get<T>(*v) : T{};
-}
+using testing::SpanAttr;
 
 class ApiFrontSpanTest : public ::testing::Test {
  protected:
-  ApiFrontSpanTest() : sink_(std::make_shared<CollectingSink>()), tracer_(sink_), front_(Options(), sched_) {
+  ApiFrontSpanTest() : sink_(std::make_shared<CollectingSpanSink>()), tracer_(sink_), front_(Options(), sched_) {
     front_.Route("GET", "/web/v1/products/{sku}", "web", [this](std::shared_ptr<ApiCall> call, Respond respond) {
       seen_tracer_ = call->ctx().tracer;
       // A lower layer's child span, started from the context alone.
@@ -69,7 +53,7 @@ class ApiFrontSpanTest : public ::testing::Test {
   }
 
   ManualScheduler sched_;
-  std::shared_ptr<CollectingSink> sink_;
+  std::shared_ptr<CollectingSpanSink> sink_;
   Tracer tracer_;
   ApiFront front_;
   const Tracer* seen_tracer_ = nullptr;
@@ -88,10 +72,10 @@ TEST_F(ApiFrontSpanTest, EachRequestIsAServerSpanChildOfTheCaller) {
   auto tp = TraceContext::Parse(r.headers.Get("traceparent"));
   ASSERT_TRUE(tp.has_value());
   EXPECT_EQ(tp->span_id, entry->span_id) << "the answer names the entry span";
-  EXPECT_EQ(Attr<std::string>(*entry, span_attr::kHttpRoute), "/web/v1/products/{sku}");
-  EXPECT_EQ(Attr<std::string>(*entry, span_attr::kClientKind), "web");
-  EXPECT_EQ(Attr<std::string>(*entry, span_attr::kProtocol), "http");
-  EXPECT_EQ(Attr<int64_t>(*entry, span_attr::kHttpStatusCode), 200);
+  EXPECT_EQ(SpanAttr<std::string>(*entry, span_attr::kHttpRoute), "/web/v1/products/{sku}");
+  EXPECT_EQ(SpanAttr<std::string>(*entry, span_attr::kClientKind), "web");
+  EXPECT_EQ(SpanAttr<std::string>(*entry, span_attr::kProtocol), "http");
+  EXPECT_EQ(SpanAttr<int64_t>(*entry, span_attr::kHttpStatusCode), 200);
   EXPECT_EQ(entry->status, SpanStatus::kUnset);
   EXPECT_EQ(entry->FindAttribute(span_attr::kDegraded), nullptr);
   const Span* child = Named(spans, "child");
@@ -108,9 +92,9 @@ TEST_F(ApiFrontSpanTest, DegradedPartsAndServerErrorsAreOnTheSpan) {
     if (s.kind == SpanKind::kServer) entries.push_back(&s);
   }
   ASSERT_EQ(entries.size(), 2u);
-  EXPECT_EQ(Attr<std::string>(*entries[0], span_attr::kDegraded), "reviews,promotions");
+  EXPECT_EQ(SpanAttr<std::string>(*entries[0], span_attr::kDegraded), "reviews,promotions");
   EXPECT_EQ(entries[0]->status, SpanStatus::kUnset);
-  EXPECT_EQ(Attr<int64_t>(*entries[1], span_attr::kHttpStatusCode), 503);
+  EXPECT_EQ(SpanAttr<int64_t>(*entries[1], span_attr::kHttpStatusCode), 503);
   EXPECT_EQ(entries[1]->status, SpanStatus::kError);
 }
 
@@ -119,8 +103,8 @@ TEST_F(ApiFrontSpanTest, UnmatchedPathsNeverNameTheSpan) {
   auto spans = sink_->spans();
   ASSERT_EQ(spans.size(), 1u);
   EXPECT_EQ(spans[0].name, "HTTP unmatched");
-  EXPECT_EQ(Attr<std::string>(spans[0], span_attr::kHttpRoute), "unmatched");
-  EXPECT_EQ(Attr<std::string>(spans[0], span_attr::kClientKind), "web");
+  EXPECT_EQ(SpanAttr<std::string>(spans[0], span_attr::kHttpRoute), "unmatched");
+  EXPECT_EQ(SpanAttr<std::string>(spans[0], span_attr::kClientKind), "web");
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <mutex>
 #include <optional>
 
+#include "support/collecting_span_sink.h"
+
 namespace bff {
 namespace {
 
@@ -177,21 +179,7 @@ TEST(ServiceTest, NamesAndPathOwnership) {
 namespace bff {
 namespace {
 
-class CollectingSink : public SpanSink {
- public:
-  void Record(Span span) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    spans_.push_back(std::move(span));
-  }
-  std::vector<Span> spans() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return spans_;
-  }
-
- private:
-  std::mutex mu_;
-  std::vector<Span> spans_;
-};
+using CollectingSink = testing::CollectingSpanSink;
 
 std::string StringAttr(const Span& span, std::string_view key) {
   const AttributeValue* v = span.FindAttribute(key);

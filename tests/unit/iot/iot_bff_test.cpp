@@ -11,6 +11,7 @@
 #include "domain/seed.h"
 #include "downstream/in_process_transport.h"
 #include "protocols/msgpack/iot_codec.h"
+#include "support/collecting_span_sink.h"
 #include "support/test_support.h"
 
 namespace bff {
@@ -282,6 +283,69 @@ TEST_P(IotBffTest, FlagsFollowEveryReadingWhetherDerivedOrFetched) {
     }
     EXPECT_EQ(r.version, (*held)["version"].get<uint64_t>()) << "step " << seq - 1;
   }
+}
+
+// With a tracer, a message is a server span child of the device's, with the key check and the
+// inventory call as its children; a refused key leaves an error on both.
+TEST_P(IotBffTest, EachMessageIsASpanWithItsAuthCheckAndInventoryCall) {
+  using testing::SpanAttr;
+  auto sink = std::make_shared<testing::CollectingSpanSink>();
+  Tracer tracer(sink);
+  iot_->set_tracer(&tracer);
+  bff::Telemetry t;
+  t.device_id = "sensor-a";
+  t.shelf_id = shelf_only_.shelf_id;
+  t.seq = 1;
+  t.ts = 1790000000;
+  t.readings = {{static_cast<uint32_t>(shelf_only_.slot), 3}};
+  t.api_key = key_;
+  IotCaller caller = MqttCaller("sensor-a");
+  const TraceContext sent = caller.trace;
+  ASSERT_EQ(Call([&](auto done) { iot_->HandleTelemetry(caller, EncodeTelemetry(t, true), done); }).code, StatusCode::kOk);
+
+  auto entries = sink->Named("iot/v1/{device}/telemetry");
+  ASSERT_EQ(entries.size(), 1u);
+  const Span& entry = entries[0];
+  EXPECT_EQ(entry.trace_id, sent.trace_id);
+  EXPECT_EQ(entry.span_id, sent.span_id) << "the adapter's context is this hop's span";
+  EXPECT_EQ(entry.kind, SpanKind::kServer);
+  EXPECT_EQ(SpanAttr<std::string>(entry, span_attr::kProtocol), "mqtt");
+  EXPECT_EQ(SpanAttr<std::string>(entry, span_attr::kClientKind), "iot");
+  EXPECT_EQ(SpanAttr<std::string>(entry, span_attr::kIotResult), "ok");
+  EXPECT_EQ(entry.status, SpanStatus::kOk);
+  auto checks = sink->Named("auth.check");
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(checks[0].parent_span_id, entry.span_id);
+  EXPECT_EQ(SpanAttr<std::string>(checks[0], span_attr::kAuthKind), "api_key");
+  EXPECT_EQ(checks[0].status, SpanStatus::kOk);
+  bool inventory = false;
+  for (const auto& s : sink->spans()) {
+    if (s.kind == SpanKind::kClient && s.parent_span_id == entry.span_id) {
+      inventory = SpanAttr<std::string>(s, span_attr::kPeerService) == "inventory";
+    }
+  }
+  EXPECT_TRUE(inventory) << "the reading's inventory call is a client span under the message";
+
+  sink->Clear();
+  t.seq = 2;
+  t.api_key = std::string(32, '0');
+  IotCaller coap;
+  coap.transport = IotTransport::kCoap;
+  coap.device_id = "sensor-a";
+  coap.trace = TraceContext::NewRoot();
+  ASSERT_EQ(Call([&](auto done) { iot_->HandleTelemetry(coap, EncodeTelemetry(t, true), done); }).code,
+            StatusCode::kUnauthenticated);
+  entries = sink->Named("POST /t");
+  checks = sink->Named("auth.check");
+  ASSERT_EQ(entries.size(), 1u);
+  ASSERT_EQ(checks.size(), 1u);
+  EXPECT_EQ(SpanAttr<std::string>(entries[0], span_attr::kProtocol), "coap");
+  EXPECT_EQ(SpanAttr<std::string>(entries[0], span_attr::kIotResult), "UNAUTHENTICATED");
+  EXPECT_EQ(entries[0].status, SpanStatus::kError);
+  EXPECT_EQ(checks[0].status, SpanStatus::kError);
+  EXPECT_EQ(SpanAttr<std::string>(checks[0], span_attr::kStatusCode), "UNAUTHENTICATED");
+  for (const auto& s : sink->spans()) EXPECT_NE(s.kind, SpanKind::kClient) << "a refused key reaches no service";
+  iot_->set_tracer(nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Readings, IotBffTest, ::testing::Bool(),

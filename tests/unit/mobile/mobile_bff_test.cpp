@@ -5,6 +5,8 @@
 
 #include <optional>
 
+#include "support/collecting_span_sink.h"
+
 namespace bff {
 namespace {
 
@@ -43,13 +45,25 @@ class ScriptedCatalog : public Transport {
 
 class MobileBffTest : public ::testing::Test {
  protected:
-  MobileBffTest() : catalog_(sched_), minter_("test-secret"), clients_(catalog_, minter_, sched_), front_({}, sched_) {
+  MobileBffTest()
+      : catalog_(sched_),
+        minter_("test-secret"),
+        clients_(catalog_, minter_, sched_),
+        sink_(std::make_shared<testing::CollectingSpanSink>()),
+        tracer_(sink_),
+        front_(FrontOptions(), sched_) {
     config_.mobile.max_age_s = 10;
     config_.mobile.stale_while_revalidate_s = 60;
     config_.mobile.stale_if_error_s = 600;
     auto tokens = AccessTokenValidator::Create({}, [](AccessTokenValidator::JwksCallback cb) { cb(Unavailable("no keys in this test")); }, sched_);
     mobile_ = std::make_unique<MobileBff>(config_, clients_, sched_, tokens);
     mobile_->Register(front_);
+  }
+
+  ApiFront::Options FrontOptions() {
+    ApiFront::Options o;
+    o.tracer = &tracer_;
+    return o;
   }
 
   HttpResponse Get(const std::string& path, const std::string& if_none_match = "") {
@@ -67,6 +81,8 @@ class MobileBffTest : public ::testing::Test {
   ScriptedCatalog catalog_;
   CredentialMinter minter_;
   DownstreamClients clients_;
+  std::shared_ptr<testing::CollectingSpanSink> sink_;
+  Tracer tracer_;
   ApiFront front_;
   Config config_;
   std::unique_ptr<MobileBff> mobile_;
@@ -155,6 +171,54 @@ TEST_F(MobileBffTest, CartWithoutUsableTokenIs401Or503WithoutTouchingTheCart) {
   ASSERT_TRUE(out.has_value());
   EXPECT_TRUE(out->status == 401 || out->status == 503) << out->status;
   for (auto& p : catalog_.paths) EXPECT_EQ(p.find("/cart/"), std::string::npos);
+}
+
+// The cache lookup and the token check are spans of their own, children of the request's span.
+TEST_F(MobileBffTest, CacheLookupAndAuthCheckAreSpansUnderTheRequest) {
+  using testing::SpanAttr;
+  ASSERT_EQ(Get("/mobile/v1/products/SKU-10001").status, 200);
+  auto entries = sink_->Named("GET /mobile/v1/products/{sku}");
+  auto lookups = sink_->Named("cache.lookup");
+  ASSERT_EQ(entries.size(), 1u);
+  ASSERT_EQ(lookups.size(), 1u);
+  EXPECT_EQ(lookups[0].parent_span_id, entries[0].span_id);
+  EXPECT_EQ(lookups[0].trace_id, entries[0].trace_id);
+  EXPECT_EQ(SpanAttr<std::string>(lookups[0], span_attr::kCacheResult), "miss");
+  EXPECT_FALSE(SpanAttr<bool>(lookups[0], span_attr::kCacheHit));
+  bool catalog_call = false;
+  for (const auto& s : sink_->spans()) {
+    if (s.kind == SpanKind::kClient && s.parent_span_id == entries[0].span_id) {
+      catalog_call = SpanAttr<std::string>(s, span_attr::kPeerService) == "catalog";
+    }
+  }
+  EXPECT_TRUE(catalog_call) << "the catalog read is a client span under the request";
+
+  sink_->Clear();
+  ASSERT_EQ(Get("/mobile/v1/products/SKU-10001").status, 200);
+  lookups = sink_->Named("cache.lookup");
+  ASSERT_EQ(lookups.size(), 1u);
+  EXPECT_EQ(SpanAttr<std::string>(lookups[0], span_attr::kCacheResult), "hit");
+  EXPECT_TRUE(SpanAttr<bool>(lookups[0], span_attr::kCacheHit));
+  for (const auto& s : sink_->spans()) EXPECT_NE(s.kind, SpanKind::kClient) << "a hit calls nothing: " << s.name;
+
+  sink_->Clear();
+  HttpRequest r;
+  r.method = "POST";
+  r.path = "/mobile/v1/cart/items";
+  r.body = R"({"sku":"SKU-10001","qty":1})";
+  std::optional<HttpResponse> out;
+  front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
+  sched_.RunReady();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->status, 401);
+  auto checks = sink_->Named("auth.check");
+  entries = sink_->Named("POST /mobile/v1/cart/items");
+  ASSERT_EQ(checks.size(), 1u);
+  ASSERT_EQ(entries.size(), 1u);
+  EXPECT_EQ(checks[0].parent_span_id, entries[0].span_id);
+  EXPECT_EQ(SpanAttr<std::string>(checks[0], span_attr::kAuthKind), "jwt");
+  EXPECT_EQ(checks[0].status, SpanStatus::kError);
+  EXPECT_EQ(SpanAttr<std::string>(checks[0], span_attr::kStatusCode), "UNAUTHENTICATED");
 }
 
 }  // namespace

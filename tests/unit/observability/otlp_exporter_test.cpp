@@ -400,6 +400,33 @@ TEST(OtlpExporterTest, UntrustedTextStillMakesValidJson) {
   EXPECT_EQ(exporter->counters().exported_spans.load(), 1u);
 }
 
+TEST(OtlpEncodingTest, TextKeepsEveryValidCharacterAndReplacesOnlyBadBytes) {
+  Span s = MakeSpan(std::string(32, 'a'), 0);
+  // quote, backslash, control bytes, two- three- and four-byte UTF-8, a lone continuation byte, a
+  // truncated sequence, an overlong '/', a UTF-16 surrogate
+  s.name = std::string("q\" b\\ t\t nl\n nul") + '\0' + "\x01 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6 " +
+           "\x80 \xe2\x82 \xc0\xaf \xed\xa0\x80.";
+  s.SetAttribute("half", 0.5);
+  s.SetAttribute("whole", 3.0);
+  s.SetAttribute("tiny", 1e-300);
+  s.SetAttribute("n", int64_t{-9007199254740993});
+  s.SetAttribute("yes", true);
+  std::string wire = EncodeOtlpTracesJson({s}, "bffd", "1.2.3");
+  auto doc = json::parse(wire);  // throws on anything that is not JSON
+  const auto& span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0];
+  const std::string bad = "\xef\xbf\xbd";
+  EXPECT_EQ(span["name"], std::string("q\" b\\ t\t nl\n nul") + '\0' + "\x01 caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x93\xa6 " +
+                              bad + " " + bad + bad + " " + bad + bad + " " + bad + bad + bad + ".");
+  EXPECT_EQ(span["attributes"][0]["value"]["doubleValue"].get<double>(), 0.5);
+  EXPECT_TRUE(span["attributes"][1]["value"]["doubleValue"].is_number_float());
+  EXPECT_EQ(span["attributes"][1]["value"]["doubleValue"].get<double>(), 3.0);
+  EXPECT_EQ(span["attributes"][2]["value"]["doubleValue"].get<double>(), 1e-300);
+  EXPECT_EQ(span["attributes"][3]["value"], (json{{"intValue", "-9007199254740993"}}));
+  EXPECT_EQ(span["attributes"][4]["value"], (json{{"boolValue", true}}));
+  EXPECT_EQ(doc["resourceSpans"][0]["resource"]["attributes"][1], Attr("service.version", {{"stringValue", "1.2.3"}}));
+  EXPECT_EQ(doc["resourceSpans"][0]["scopeSpans"][0]["scope"], (json{{"name", "bffd"}, {"version", "1.2.3"}}));
+}
+
 TEST(OtlpExporterTest, ManyThreadsRecordingLoseNothingThatWasCounted) {
   OtlpReceiver receiver;
   OtlpExporterOptions o = Options(receiver.url());

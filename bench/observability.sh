@@ -8,8 +8,9 @@
 #            200 to POST /v1/traces, so the export really happens), new traces sampled at
 #            BENCH_SAMPLE_PERCENT (10, a production setting for a path this hot);
 #   all:     the same with every request traced (tracing.sample_percent = 100, the default).
-# Target: "on" serves at least 0.95x the requests/s of "off". The spans exported and dropped are read
-# from each bffd's /metrics afterwards.
+# Target: "on" serves at least 0.95x the requests/s of "off". Each bffd's CPU time per request is
+# printed too (from /proc/PID/stat around each run): on a shared, noisy machine it moves far less than
+# requests/s do. The spans exported and dropped are read from each bffd's /metrics afterwards.
 #
 # Run through `./bff bench observability` (it builds first and sets BFF_BUILD_DIR). Settings:
 #   BENCH_DURATION (10s)  BENCH_ROUNDS (5)  BENCH_WRK_THREADS (1)  BENCH_MOBILE_CONNECTIONS (32)
@@ -116,14 +117,21 @@ done
 
 log "mobile cache hit, $MOBILE_CONNECTIONS connections, wrk -t$WRK_THREADS, $DURATION x $ROUNDS rounds, on and off interleaved"
 for mode in "${MODES[@]}"; do run_wrk "warmup-$mode" "$MOBILE_CONNECTIONS" "${url[$mode]}" "$WARMUP_DURATION" >/dev/null; done
-declare -A results
+# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICKS_PER_S="$(getconf CLK_TCK)"
+declare -A results cpu_us
 for r in $(seq "$ROUNDS"); do
   # Rotate which goes first, so that a trend on the machine does not favour one of them.
   order=("${MODES[@]:$(( (r - 1) % ${#MODES[@]} ))}" "${MODES[@]:0:$(( (r - 1) % ${#MODES[@]} ))}")
   line=""
   for mode in "${order[@]}"; do
+    t0="$(cpu_ticks "${pid[$mode]}")"
     v="$(run_wrk "$mode-$r" "$MOBILE_CONNECTIONS" "${url[$mode]}" "$DURATION")"
-    results[$mode]+="$v "; line+="$mode $v  "
+    t1="$(cpu_ticks "${pid[$mode]}")"
+    requests="$(awk '/requests in/ { print $1 }' "$WORK/wrk-$mode-$r.txt")"
+    us="$(awk -v a="$t0" -v b="$t1" -v n="$requests" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.1f", (b - a) * 1e6 / hz / n }')"
+    results[$mode]+="$v "; cpu_us[$mode]+="$us "; line+="$mode $v (${us} us)  "
   done
   log "round $r: $line"
 done
@@ -134,18 +142,23 @@ declare -A label=(
   [metrics]="metrics only"
   [on]="metrics + spans, sample_percent $SAMPLE_PERCENT"
   [all]="metrics + spans, every request (100)")
-declare -A med
-for mode in "${MODES[@]}"; do med[$mode]="$(printf '%s\n' ${results[$mode]} | median)"; done
+declare -A med med_cpu
+for mode in "${MODES[@]}"; do
+  med[$mode]="$(printf '%s\n' ${results[$mode]} | median)"
+  med_cpu[$mode]="$(printf '%s\n' ${cpu_us[$mode]} | median)"
+done
 printf '\nobservability overhead, GET %s (cache hit), %s connections, wrk -t%s -d%s, %s rounds\n' \
   "$MOBILE_PATH" "$MOBILE_CONNECTIONS" "$WRK_THREADS" "$DURATION" "$ROUNDS"
-printf '  %-42s %10s %8s %10s %10s   %s\n' "" "median r/s" "vs off" "exported" "dropped" "all rounds"
+printf '  %-42s %10s %8s %12s %8s %10s %10s   %s\n' "" "median r/s" "vs off" "CPU us/req" "vs off" "exported" "dropped" "all rounds"
 for mode in "${MODES[@]}"; do
   ratio="$(awk -v a="${med[$mode]}" -v b="${med[off]}" 'BEGIN { printf "%.3f", a / b }')"
   exported="-"; dropped="-"
   if [ "$mode" = on ] || [ "$mode" = all ]; then
     exported="$(metric "$mode" bffd_spans_exported_total)"; dropped="$(metric "$mode" bffd_spans_dropped_total)"
   fi
-  printf '  %-42s %10s %7sx %10s %10s   %s\n' "${label[$mode]}" "${med[$mode]}" "$ratio" "$exported" "$dropped" "${results[$mode]}"
+  cpu_ratio="$(awk -v a="${med_cpu[$mode]}" -v b="${med_cpu[off]}" 'BEGIN { printf "%.3f", a / b }')"
+  printf '  %-42s %10s %7sx %12s %7sx %10s %10s   %s\n' "${label[$mode]}" "${med[$mode]}" "$ratio" "${med_cpu[$mode]}" \
+    "$cpu_ratio" "$exported" "$dropped" "${results[$mode]}"
 done
 ratio="$(awk -v a="${med[on]}" -v b="${med[off]}" 'BEGIN { printf "%.3f", a / b }')"
 verdict="$(awk -v r="$ratio" -v t="$TARGET_RATIO" 'BEGIN { print (r >= t) ? "met" : "MISSED" }')"

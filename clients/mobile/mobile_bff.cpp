@@ -105,7 +105,7 @@ void MobileBff::GetProduct(std::shared_ptr<ApiCall> call, Respond respond) {
   CacheLookup hit = cache_.Get(sku);
   if (call->ctx().tracer) {
     // Recorded after the fact: the lookup itself is too quick to be worth a span open around it.
-    ActiveSpan lookup = call->ctx().StartSpan("cache.lookup", SpanKind::kInternal, call->ctx().trace.Child());
+    ActiveSpan lookup = call->ctx().StartChildSpan("cache.lookup", SpanKind::kInternal);
     const bool fresh = hit.freshness == Freshness::kFresh, stale = hit.freshness == Freshness::kStale;
     lookup.SetAttribute(span_attr::kCacheHit, fresh || stale)
         .SetAttribute(span_attr::kCacheResult, fresh ? "hit" : stale ? "stale" : "miss");
@@ -284,7 +284,7 @@ void MobileBff::Token(std::shared_ptr<ApiCall> call, Respond respond) {
 void MobileBff::AddCartItem(std::shared_ptr<ApiCall> call, Respond respond) {
   std::string auth(call->http().headers.Get("Authorization"));
   TimePoint t0 = scheduler_.Now();
-  ActiveSpan auth_span = call->ctx().StartSpan("auth.check", SpanKind::kInternal, call->ctx().trace.Child());
+  ActiveSpan auth_span = call->ctx().StartChildSpan("auth.check", SpanKind::kInternal);
   auth_span.SetAttribute(span_attr::kAuthKind, "jwt");
   tokens_->Validate(auth, [this, call, t0, auth_span, respond = std::move(respond)](StatusOr<AuthenticatedUser> user) mutable {
     auth_span.SetStatus(user.ok() ? Status::Ok() : user.status());

@@ -189,7 +189,7 @@ std::optional<Session> WebBff::SessionOf(const ApiCall& call) {
 
 StatusOr<Session> WebBff::CheckSession(ApiCall& call, bool require_csrf) {
   TimePoint t0 = scheduler_.Now();
-  ActiveSpan span = call.ctx().StartSpan("auth.check", SpanKind::kInternal, call.ctx().trace.Child());
+  ActiveSpan span = call.ctx().StartChildSpan("auth.check", SpanKind::kInternal);
   span.SetAttribute(span_attr::kAuthKind, "session");
   auto checked = [&]() -> StatusOr<Session> {
     auto session = SessionOf(call);

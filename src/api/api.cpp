@@ -198,7 +198,7 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   }
 
   auto call = std::make_shared<ApiCall>(std::move(req), std::move(ctx), started);
-  if (options_.tracer && options_.tracer->enabled()) {
+  if (options_.tracer && options_.tracer->Records(call->ctx().trace)) {
     // The request's own context is this hop's span (AcceptOrCreate made it the caller's child).
     // An unmatched request's method is client input: it stays out of the span.
     const std::string& method = match ? match->method : std::string("HTTP");

@@ -343,8 +343,7 @@ class OtlpExporterImpl final : public OtlpExporter {
       });
       if (abort_) break;
       const size_t n = std::min(size_, options_.max_batch);
-      std::vector<Span> batch;
-      batch.reserve(n);
+      std::vector<Span>& batch = batch_;
       for (size_t i = 0; i < n; ++i) {
         batch.push_back(std::move(ring_[head_]));
         ring_[head_] = Span();
@@ -370,15 +369,19 @@ class OtlpExporterImpl final : public OtlpExporter {
 
   // Encodes and POSTs one batch; counts the outcome. Exporter thread only.
   void Export(const std::vector<Span>& batch) {
-    std::string body = EncodeOtlpTracesJson(batch, options_.service_name, options_.service_version);
+    // Encoded straight into the request, whose buffer is kept from batch to batch: a fresh one of
+    // hundreds of kilobytes each time cost page faults and a copy.
+    std::string& body = req_.body();
+    body.clear();
+    AppendOtlpTracesJson(body, batch, options_.service_name, options_.service_version);
     const TimePoint deadline = Clock::now() + std::chrono::milliseconds(options_.timeout_ms);
     const bool reused = stream_.has_value();
-    Exchange x = Post(body, deadline);
+    Exchange x = Post(deadline);
     // A kept-alive connection the collector closed while idle fails before any answer: one more try
     // on a fresh connection, within the same deadline.
     if (x.ec && reused && !x.answer_started && x.ec != beast::error::timeout &&
         !aborting_.load(std::memory_order_acquire)) {
-      x = Post(body, deadline);
+      x = Post(deadline);
     }
     if (!x.ec && x.status >= 200 && x.status < 300) {
       counters_.exported_batches.fetch_add(1, std::memory_order_relaxed);
@@ -404,11 +407,11 @@ class OtlpExporterImpl final : public OtlpExporter {
     }
   }
 
-  // One exchange on the kept-alive connection (or a new one), run to completion on io_.
-  Exchange Post(const std::string& body, TimePoint deadline) {
+  // One exchange of req_ (its body already set) on the kept-alive connection (or a new one), run to
+  // completion on io_.
+  Exchange Post(TimePoint deadline) {
     result_ = Exchange{};
     deadline_ = deadline;
-    req_ = {};
     req_.method(http::verb::post);
     req_.target(target_.path);
     req_.version(11);
@@ -416,7 +419,6 @@ class OtlpExporterImpl final : public OtlpExporter {
     req_.set(http::field::content_type, "application/json");
     req_.set(http::field::user_agent, "bffd-otlp");
     req_.keep_alive(true);
-    req_.body() = body;
     req_.prepare_payload();
     io_.restart();
     if (aborting_.load(std::memory_order_acquire)) {
@@ -539,6 +541,7 @@ class OtlpExporterImpl final : public OtlpExporter {
   TimePoint deadline_;
   Exchange result_;
   bool failing_ = false;
+  std::vector<Span> batch_;  // exporter thread only; its capacity is kept between batches
 };
 
 }  // namespace
@@ -546,7 +549,13 @@ class OtlpExporterImpl final : public OtlpExporter {
 std::string EncodeOtlpTracesJson(const std::vector<Span>& spans, const std::string& service_name,
                                  const std::string& service_version) {
   std::string out;
-  out.reserve(256 + spans.size() * 400);
+  AppendOtlpTracesJson(out, spans, service_name, service_version);
+  return out;
+}
+
+void AppendOtlpTracesJson(std::string& out, const std::vector<Span>& spans, const std::string& service_name,
+                          const std::string& service_version) {
+  out.reserve(out.size() + 256 + spans.size() * 400);
   out += "{\"resourceSpans\":[{\"resource\":{\"attributes\":[";
   AppendAttribute(out, "service.name", service_name);
   if (!service_version.empty()) {
@@ -565,7 +574,6 @@ std::string EncodeOtlpTracesJson(const std::vector<Span>& spans, const std::stri
     AppendSpan(out, spans[i]);
   }
   out += "]}]}]}";
-  return out;
 }
 
 nlohmann::ordered_json EncodeOtlpTraces(const std::vector<Span>& spans, const std::string& service_name,

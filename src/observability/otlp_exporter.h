@@ -73,6 +73,9 @@ class OtlpExporter : public SpanSink {
 // that is not valid UTF-8 has each bad byte replaced by U+FFFD.
 std::string EncodeOtlpTracesJson(const std::vector<Span>& spans, const std::string& service_name,
                                  const std::string& service_version);
+// The same, appended to `out`.
+void AppendOtlpTracesJson(std::string& out, const std::vector<Span>& spans, const std::string& service_name,
+                          const std::string& service_version);
 // The same, as a JSON value (for tests and tools).
 nlohmann::ordered_json EncodeOtlpTraces(const std::vector<Span>& spans, const std::string& service_name,
                                 const std::string& service_version);

@@ -128,7 +128,7 @@ const Span* ActiveSpan::span() const { return state_ && state_->open() ? &state_
 
 ActiveSpan Tracer::Start(std::string_view name, SpanKind kind, const TraceContext& trace) const {
   // Flag bit 0 is W3C's "sampled": an upstream that chose not to record this trace is followed.
-  if (!sink_ || !trace.valid() || (trace.flags & 1) == 0) return ActiveSpan();
+  if (!Records(trace)) return ActiveSpan();
   auto state = std::make_shared<ActiveSpan::State>();
   state->sink = sink_;
   Span& s = state->span;

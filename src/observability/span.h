@@ -191,6 +191,9 @@ class Tracer {
   explicit Tracer(std::shared_ptr<SpanSink> sink) : sink_(std::move(sink)) {}
 
   bool enabled() const { return sink_ != nullptr; }
+  // Whether Start() with `trace` (or one of its children) records anything: callers skip building
+  // span names and child ids for the traces that are not sampled.
+  bool Records(const TraceContext& trace) const { return sink_ && trace.valid() && (trace.flags & 1) != 0; }
 
   // Starts a span whose ids are `trace`'s: trace_id, span_id, parent_span_id. The span is inert when
   // the tracer is off, `trace` is not valid, or its sampled flag is clear (the caller asked not to

@@ -25,7 +25,11 @@ std::string LogField(const std::string& log_text, const std::string& msg, const 
 }
 
 DomainProcess::DomainProcess(const std::string& data_dir, const std::vector<std::string>& extra_args) {
-  std::vector<std::string> args = {"--listen", "127.0.0.1:0", "--data", data_dir, "--password-iterations", "1000"};
+  std::vector<std::string> args = {"--data", data_dir, "--password-iterations", "1000"};
+  // A free port unless the test names one (to restart a killed domain where bffd expects it).
+  if (std::find(extra_args.begin(), extra_args.end(), "--listen") == extra_args.end()) {
+    args.insert(args.end(), {"--listen", "127.0.0.1:0"});
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   proc_ = std::make_unique<ChildProcess>(BinPath("bff-domain"), args, data_dir);
   WaitFor(

@@ -22,6 +22,8 @@ constexpr char kHealthPath[] = "/healthz";
 constexpr std::string_view kAdminPrefix = "/admin/v1/faults";
 // Budgets beyond a day are treated as a day; nobody waits longer for a demo service.
 constexpr int64_t kMaxBudgetMs = 24LL * 3600 * 1000;
+// The answer an error_rate fault gives; told apart from real failures in the error log.
+constexpr std::string_view kInjectedErrorMessage = "injected error";
 
 HttpResponse NoContent() {
   HttpResponse r;
@@ -144,6 +146,16 @@ class Core : public std::enable_shared_from_this<Core> {
         log::Debug("domain request", {{"method", method}, {"path", path}, {"status", resp.status}, {"us", us}},
                    trace_id);
       }
+      // A 500 other than an injected one is the service failing (a full disk, a broken database):
+      // always worth a line. The message is the service's own, never client input.
+      if (resp.status == 500) {
+        auto body = nlohmann::json::parse(resp.body, nullptr, false);
+        std::string error = body.is_object() && body.contains("error") && body["error"].is_object()
+                                ? body["error"].value("message", "")
+                                : "";
+        if (error != kInjectedErrorMessage) log::Error("domain: request failed", {{"method", method}, {"path", path}, {"status", resp.status}, {"error", error}},
+                   trace_id);
+      }
       try {
         done(std::move(resp));
       } catch (const std::exception& e) {
@@ -229,7 +241,7 @@ class Core : public std::enable_shared_from_this<Core> {
 
   void Continue(const std::shared_ptr<Call>& call, Responder respond, double error_rate) {
     if (faults_.RollError(error_rate)) {
-      return respond(ErrorResponse(500, "internal", "injected error"));
+      return respond(ErrorResponse(500, "internal", std::string(kInjectedErrorMessage)));
     }
     if (Status s = Authenticate(*call); !s.ok()) {
       HttpResponse r = ErrorResponse(s);

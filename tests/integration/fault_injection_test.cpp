@@ -304,6 +304,7 @@ TEST_F(FaultInjectionTest, ADiskFullUnderTheDomainFailsWritesCleanlyAndCorruptsN
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->status, 200) << "reads go on: " << page->body;
   EXPECT_TRUE(domain_->process().running()) << domain_->process().Stderr();
+  EXPECT_NE(domain_->process().Stderr().find("disk is full"), std::string::npos) << "the domain logs why writes fail";
 
   std::filesystem::remove(filler);
   bool writes_back = WaitFor(

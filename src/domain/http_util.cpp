@@ -7,6 +7,7 @@
 
 #include "common/crypto.h"
 #include "observability/trace_context.h"
+#include "security/input_validation.h"
 
 namespace bff::domain {
 namespace {
@@ -80,15 +81,7 @@ bool NestingWithinLimit(std::string_view body) {
 
 }  // namespace
 
-bool IsValidId(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) return false;
-  for (char c : id) {
-    bool ok =
-        (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
+bool IsValidId(std::string_view id) { return bff::IsValidId(id); }
 
 std::string Dump(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 

@@ -23,7 +23,7 @@ inline constexpr int kMaxJsonDepth = 32;
 // Ids (skus, shelf ids, device ids, user ids) are at most this long.
 inline constexpr size_t kMaxIdLength = 64;
 
-// [A-Za-z0-9._-]{1,64}
+// The contract's id rule: the BFFs' own (security/input_validation.h), so the two sides never disagree.
 bool IsValidId(std::string_view id);
 
 // Serialises without ever throwing (invalid UTF-8 from a caller is replaced, not fatal).

@@ -16,6 +16,7 @@
 
 #include "common/crypto.h"
 #include "common/log.h"
+#include "security/input_validation.h"
 #include "security/internal_credential.h"
 #include "security/secret_file.h"
 
@@ -31,7 +32,6 @@ constexpr size_t kGcmNonceBytes = 12;  // the GCM standard nonce; random per sea
 constexpr size_t kGcmTagBytes = 16;
 constexpr size_t kKeyBytes = 16;  // 128-bit keys, 32 hex characters
 constexpr size_t kSaltBytes = 16;
-constexpr size_t kMaxIdLength = 64;
 // The CLI and the daemon share keys.db; a writer holding the lock briefly must not fail the other side.
 constexpr int kBusyTimeoutMs = 5000;
 
@@ -56,14 +56,6 @@ CREATE TABLE IF NOT EXISTS api_keys (
   psk_sealed     BLOB
 );
 )sql";
-
-bool IsValidId(std::string_view id) {
-  if (id.empty() || id.size() > kMaxIdLength) return false;
-  return std::all_of(id.begin(), id.end(), [](char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
-  });
-}
 
 bool IsKeyShaped(std::string_view key) {
   return key.size() == 2 * kKeyBytes &&

@@ -53,7 +53,8 @@ bool IsValidId(std::string_view id) {
   for (char c : id) {
     if (!IsIdChar(c)) return false;
   }
-  return true;
+  // "." and ".." are path segments to every URL normaliser between here and a service.
+  return id.find_first_not_of('.') != std::string_view::npos;
 }
 
 Status CheckId(std::string_view id, std::string_view what) {

@@ -15,7 +15,8 @@ inline constexpr size_t kDefaultMaxBodyBytes = 16 * 1024;
 inline constexpr size_t kMaxJsonDepth = 16;
 inline constexpr size_t kMaxIdLength = 64;
 
-// SKUs, shelf ids, device ids, user ids: [A-Za-z0-9._-]{1,64} (CONTRACT.md).
+// SKUs, shelf ids, device ids, user ids: [A-Za-z0-9._-]{1,64} (CONTRACT.md), except "." and "..",
+// which would be path traversal wherever an id becomes a path segment.
 bool IsValidId(std::string_view id);
 // kInvalidArgument naming `what` when `id` is not a valid id.
 Status CheckId(std::string_view id, std::string_view what);

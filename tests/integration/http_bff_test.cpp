@@ -10,6 +10,7 @@
 
 #include "common/crypto.h"
 #include "domain/seed.h"
+#include "security/jwt.h"
 #include "support/processes.h"
 
 namespace bff::testing {
@@ -387,6 +388,69 @@ TEST_F(HttpBffTest, MobileTokenGrantsAndBearerProtectedCart) {
   for (size_t i = before; i < Received().size(); ++i) {
     EXPECT_NE(Received()[i]["path"].get<std::string>().rfind("/cart/", 0), 0u) << Received()[i].dump();
   }
+}
+
+// Hostile input on the HTTP fronts (docs/SECURITY.md): each is refused with the contract's JSON
+// error before anything reaches the domain.
+TEST_F(HttpBffTest, HostileIdsListsBodiesAndTokensAreRefusedBeforeTheDomain) {
+  Start();
+  const std::string access = AccessToken();
+  size_t before = Received().size();
+  struct Case {
+    const char* what;
+    HttpRequest req;
+    std::set<int> statuses;  // what the contract allows for it
+  };
+  std::string many_ids = "ids=";
+  for (int i = 0; i < 51; ++i) many_ids += (i ? "," : "") + SeedSku(i);
+  std::vector<Case> cases = {
+      {"path traversal as an id", Req("GET", "/mobile/v1/products/.."), {400}},
+      {"path traversal as a web id", Req("GET", "/web/v1/products/."), {400}},
+      {"encoded traversal", Req("GET", "/web/v1/products/..%2F..%2Fadmin%2Fv1%2Ffaults"), {400, 404}},
+      {"51 ids", Req("GET", "/mobile/v1/products?" + many_ids), {400}},
+      {"an id of 10,000 characters in the list", Req("GET", "/mobile/v1/products?ids=" + std::string(10000, 'x')), {400, 414}},
+      {"invalid UTF-8 in a JSON body",
+       Req("POST", "/web/v1/session", "{\"username\":\"al\xff\xfeice\",\"password\":\"demo-alice\"}"), {400}},
+      {"a JSON depth bomb", Req("POST", "/web/v1/session", std::string(5000, '[') + std::string(5000, ']')), {400}},
+  };
+  for (auto& c : cases) {
+    auto r = Send(c.req);
+    ASSERT_TRUE(r.ok()) << c.what;
+    EXPECT_TRUE(c.statuses.count(r->status)) << c.what << ": " << r->status << " " << r->body;
+    ExpectError(*r, r->status);
+  }
+  for (size_t i = before; i < Received().size(); ++i) {
+    const std::string path = Received()[i]["path"];
+    EXPECT_EQ(path.find(".."), std::string::npos) << "a traversal reached the domain: " << path;
+    EXPECT_NE(path.rfind("/identity/", 0), 0u) << "a refused login reached identity: " << path;
+  }
+
+  // Tokens: one signed by the identity's own key but expired and one with alg "none" are 401 with
+  // WWW-Authenticate (a replayed refresh token: MobileTokenGrantsAndBearerProtectedCart).
+  auto key = EcSigningKey::LoadOrCreate(dir_.path() + "/identity-es256.pem");
+  ASSERT_TRUE(key.ok()) << key.status().ToString();
+  auto decoded = DecodeJwtUnverified(access);
+  ASSERT_TRUE(decoded.ok());
+  json claims = decoded->second;
+  const int64_t now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  claims["iat"] = now - 7200;
+  claims["exp"] = now - 3600;
+  const std::string expired = key->Sign(claims);
+  claims["exp"] = now + 3600;
+  const std::string unsigned_token = Base64UrlEncode(R"({"alg":"none","typ":"JWT"})") + "." + Base64UrlEncode(claims.dump()) + ".";
+  for (const auto& [what, token] : std::vector<std::pair<std::string, std::string>>{{"expired", expired}, {"alg none", unsigned_token}}) {
+    HttpRequest add = Req("POST", "/mobile/v1/cart/items", R"({"sku":"SKU-10001","qty":1})");
+    add.headers.Set("Authorization", "Bearer " + token);
+    auto r = Send(add);
+    ASSERT_TRUE(r.ok());
+    ExpectError(*r, 401);
+    EXPECT_EQ(r->headers.Get("WWW-Authenticate"), "Bearer") << what;
+  }
+  HttpRequest fresh = Req("POST", "/mobile/v1/cart/items", R"({"sku":"SKU-10001","qty":1})");
+  fresh.headers.Set("Authorization", "Bearer " + key->Sign(claims));
+  auto ok = Send(fresh);
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->status, 200) << "the same claims, signed and current, are accepted: " << ok->body;
 }
 
 TEST_F(HttpBffTest, AnalyticsOutageNeverFailsAddToCart) {

@@ -201,6 +201,11 @@ TEST_F(IotBadInputTest, EachBadPayloadGetsItsErrorOnBothProtocolsAndTheDaemonGoe
       both("wrong key", [](Entries e) { return With(e, "k", Str(std::string(32, '0'))); }, 401),
       both("shelf not allowed", [](Entries e) { return With(e, "sh", Str(kShelfB)); }, 403),
       {"over 1 KiB", big, big, 413},
+      // Length prefixes that promise more than the datagram holds: refused without allocating them.
+      {"map32 of 4 billion entries", std::string("\xdf\xff\xff\xff\xff\xa1q", 7), std::string("\xdf\xff\xff\xff\xff\xa1q", 7), 400},
+      both("str32 of 4 GiB as the shelf", [](Entries e) { return With(e, "sh", std::string("\xdb\xff\xff\xff\xffab", 7)); }, 400),
+      both("array32 of 4 billion readings", [](Entries e) { return With(e, "r", std::string("\xdd\xff\xff\xff\xff\x90", 6)); }, 400),
+      both("invalid UTF-8 in the shelf id", [](Entries e) { return With(e, "sh", Str("shelf-\xc3\x28")); }, 400),
   };
   // On CoAP the wrong key travels in the query, not the payload.
   cases[8].coap = Map(Reading("sensor-a", kShelfA, 7));

@@ -30,6 +30,7 @@ std::string Nested(size_t depth) {
 TEST(IdTest, AcceptsTheContractAlphabetUpTo64) {
   EXPECT_TRUE(IsValidId("SKU-1"));
   EXPECT_TRUE(IsValidId("a.b_c-D9"));
+  EXPECT_TRUE(IsValidId(".a")) << "dots are fine beside other characters";
   EXPECT_TRUE(IsValidId(std::string(64, 'x')));
   EXPECT_TRUE(CheckId("shelf-1", "shelf_id").ok());
 }
@@ -37,7 +38,8 @@ TEST(IdTest, AcceptsTheContractAlphabetUpTo64) {
 TEST(IdTest, RejectsEmptyLongAndForeignCharacters) {
   for (std::string_view bad : {std::string_view(""), std::string_view("a/b"), std::string_view("../etc"),
                                std::string_view("a b"), std::string_view("a%2Fb"), std::string_view("caf\xc3\xa9"),
-                               std::string_view("a\0b", 3), std::string_view("a?b"), std::string_view("a\nb")}) {
+                               std::string_view("a\0b", 3), std::string_view("a?b"), std::string_view("a\nb"),
+                               std::string_view("."), std::string_view(".."), std::string_view("...")}) {
     EXPECT_FALSE(IsValidId(bad)) << bad;
   }
   const std::string long_id(65, 'x');

@@ -2,7 +2,14 @@
 // web page, an MQTT device's reading reaches a CoAP observer, DTLS-PSK end to end.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstring>
+#include <sstream>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -89,6 +96,94 @@ class CoapIotTest : public ::testing::Test {
   std::unique_ptr<BffdProcess> bffd_;
   TestHttpClient http_;
 };
+
+// A confirmable CoAP GET built by hand: one Uri-Path option per segment, then Uri-Query options.
+std::string CoapGetDatagram(uint16_t message_id, const std::vector<std::string>& path,
+                            const std::vector<std::string>& query) {
+  std::string d;
+  d += static_cast<char>(0x40);  // version 1, CON, no token
+  d += static_cast<char>(0x01);  // 0.01 GET
+  d += static_cast<char>(message_id >> 8);
+  d += static_cast<char>(message_id & 0xff);
+  int last = 0;
+  auto option = [&](int number, const std::string& value) {
+    int delta = number - last;
+    last = number;
+    // Every value here is shorter than 13 bytes... except query strings: use the 1-byte extension.
+    if (value.size() < 13) {
+      d += static_cast<char>((delta << 4) | static_cast<int>(value.size()));
+    } else {
+      d += static_cast<char>((delta << 4) | 13);
+      d += static_cast<char>(value.size() - 13);
+    }
+    d += value;
+  };
+  for (const auto& p : path) option(11, p);
+  for (const auto& q : query) option(15, q);
+  return d;
+}
+
+// Thousands of datagrams from 200 source addresses that never read an answer (as spoofed ones do):
+// garbage, wrong keys, unknown devices. A real device is still answered and bffd counts the refusals.
+TEST_F(CoapIotTest, AFloodFromManySourcesNeverStopsARealDevice) {
+  constexpr int kSources = 200;
+  constexpr int kPerSource = 25;
+  std::vector<int> socks;
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(bffd_->coap_port());
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < kSources; ++i) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl(0x7f000002 + i);  // 127.0.0.2 ...
+    ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from), 0) << std::strerror(errno);
+    socks.push_back(fd);
+  }
+  uint16_t mid = 1;
+  for (int round = 0; round < kPerSource; ++round) {
+    for (int i = 0; i < kSources; ++i) {
+      std::string d;
+      switch (round % 3) {
+        case 0: d = std::string("\xff\x00garbage", 9); break;
+        case 1: d = CoapGetDatagram(mid, {"s", shelf_only_.shelf_id}, {"d=sensor-c", "k=" + std::string(32, '0')}); break;
+        default: d = CoapGetDatagram(mid, {"s", shelf_only_.shelf_id}, {"d=ghost-" + std::to_string(i), "k=" + coap_key_}); break;
+      }
+      ++mid;
+      sendto(socks[i], d.data(), d.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    }
+  }
+  // The real device, while the flood's retransmissions are still in flight.
+  auto t0 = std::chrono::steady_clock::now();
+  std::vector<Response> r = Coap({"-m", "get", CoapUri("/s/" + shelf_only_.shelf_id + "?d=sensor-c&k=" + coap_key_)});
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].code, "2.05");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  std::vector<Response> post = Coap({"-m", "post", "-f", ReadingFile("sensor-c", 1, 3), CoapUri("/t?k=" + coap_key_)});
+  ASSERT_EQ(post.size(), 1u);
+  EXPECT_EQ(post[0].code, "2.04");
+  for (int fd : socks) close(fd);
+
+  // Every refused request was counted as 4.01, none crashed the daemon.
+  bool counted = WaitFor(
+      [&] {
+        auto m = http_.Get(bffd_->admin_url(), "/metrics");
+        if (!m.ok()) return false;
+        double refused = 0;
+        std::istringstream in(m->body);
+        for (std::string line; std::getline(in, line);) {
+          if (line.rfind("bffd_coap_requests_total{", 0) == 0 && line.find("code=\"4.01\"") != std::string::npos) {
+            refused += std::stod(line.substr(line.rfind(' ') + 1));
+          }
+        }
+        return refused >= kSources * (kPerSource / 3) * 2 * 0.9;  // lost datagrams aside
+      },
+      20s);
+  EXPECT_TRUE(counted) << "the flood's wrong keys and unknown devices are counted as 4.01";
+  EXPECT_TRUE(bffd_->process().running());
+}
 
 TEST_F(CoapIotTest, AReadingOverCoapReachesTheWebPageAndTheSkuAnswer) {
   ASSERT_EQ(WebStock()["in_stock"], true);

@@ -3,6 +3,7 @@
 
 #include <csignal>
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -151,6 +152,46 @@ TEST_F(MqttIotTest, ADeviceCannotReadAnotherDevicesReplies) {
   EXPECT_TRUE(Trim(spy_all->Stdout()).empty()) << "sensor-b read other devices' topics";
   // And it cannot publish in another device's name: the broker drops it, bffd never answers.
   EXPECT_EQ(bffd_->process().Stderr().find("\"device\":\"sensor-b\""), std::string::npos);
+}
+
+// Topics a device should not be able to use: wildcards (refused by the client library and the broker),
+// another device's tree (dropped by the broker's ACL), odd bytes and extra levels under its own tree
+// (outside bffd's subscriptions). None of them reaches bffd; the device is served as usual afterwards.
+TEST_F(MqttIotTest, TopicsWithWildcardsOddBytesOrAnotherDevicesNameNeverReachBffd) {
+  auto received = [&]() {
+    auto m = http_.Get(bffd_->admin_url(), "/metrics");
+    double total = 0;
+    if (!m.ok()) return -1.0;
+    std::istringstream in(m->body);
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind("bffd_mqtt_messages_received_total{", 0) == 0) total += std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return total;
+  };
+  const double before = received();
+  ASSERT_GE(before, 0);
+  Telemetry t = Reading("sensor-a", shelf_only_.shelf_id, 11, 0, 4, key_a_);
+  std::string file = dir_.path() + "/odd-topics";
+  std::ofstream(file, std::ios::binary) << EncodeTelemetry(t, true);
+  std::string out;
+  for (const char* wildcard : {"iot/v1/+/telemetry", "iot/v1/#", "iot/v1/sensor-a/+"}) {
+    EXPECT_NE(RunCommand(Mosq("mosquitto_pub", "sensor-a", key_a_) + "-q 1 -t '" + wildcard + "' -f " + file + " 2>&1", &out), 0)
+        << wildcard << " was published: " << out;
+  }
+  for (const std::string& topic : std::vector<std::string>{"iot/v1/sensor-b/telemetry", "iot/v1/sensor-a/telemetry/extra",
+                                  "iot/v1/sensor-a/tele\x01metry", "iot/v1/sensor-a/..", "iot/v1/sensor-a/" + std::string(5000, 'x')}) {
+    RunCommand(Mosq("mosquitto_pub", "sensor-a", key_a_) + "-q 1 -t '" + topic + "' -f " + file + " 2>&1", &out);
+  }
+  // The same device's proper reading afterwards: acknowledged, and the only message bffd received.
+  auto own = Subscribe("sensor-a", key_a_, "iot/v1/sensor-a/ack");
+  std::string ack = PublishUntilAnswered("sensor-a", key_a_, "iot/v1/sensor-a/telemetry", EncodeTelemetry(t, true), *own);
+  ASSERT_FALSE(ack.empty()) << "the device is still served";
+  const double after = received();
+  EXPECT_GE(after - before, 1);
+  // PublishUntilAnswered may publish more than once while the subscriber connects; every one of those
+  // is the good topic. The odd ones would add at least 5 more.
+  EXPECT_LT(after - before, 5) << "a message on an odd topic reached bffd";
+  EXPECT_TRUE(bffd_->process().running());
 }
 
 TEST_F(MqttIotTest, RevokedKeyIsRefusedWithoutRestart) {

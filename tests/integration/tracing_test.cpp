@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -63,6 +64,19 @@ std::vector<ReceivedSpan> SpansUntil(OtlpReceiver& receiver, const std::string& 
       },
       30s);
   return spans;
+}
+
+// bffd's IoT server spans of `trace_id` (its span for a device's message), once one arrived or 30 s passed.
+std::vector<ReceivedSpan> IotEntrySpans(OtlpReceiver& receiver, const std::string& trace_id) {
+  auto is_entry = [](const ReceivedSpan& s) {
+    return s.span.value("kind", 0) == kServerKind && Attr(s.span, "bff.client.kind") == "iot";
+  };
+  std::vector<ReceivedSpan> spans = SpansUntil(receiver, trace_id, [&](const std::vector<ReceivedSpan>& all) {
+    return std::any_of(all.begin(), all.end(), is_entry);
+  });
+  std::vector<ReceivedSpan> entries;
+  std::copy_if(spans.begin(), spans.end(), std::back_inserter(entries), is_entry);
+  return entries;
 }
 
 std::string MetricValue(const std::string& text, const std::string& series) {
@@ -232,17 +246,10 @@ TEST(TracingTest, AnMqttQuestionJoinsTheDevicesTraceAndTheAnswerCarriesIt) {
   EXPECT_NE(answer.find("traceparent:00-" + trace_id + "-"), std::string::npos)
       << "the answer carries the device's trace: " << answer;
 
-  auto is_entry = [](const ReceivedSpan& s) {
-    return s.span.value("kind", 0) == kServerKind && Attr(s.span, "bff.client.kind") == "iot";
-  };
-  auto has_entry = [&](const std::vector<ReceivedSpan>& spans) {
-    return std::any_of(spans.begin(), spans.end(), is_entry);
-  };
-  std::vector<ReceivedSpan> spans = SpansUntil(receiver, trace_id, has_entry);
-  ASSERT_TRUE(has_entry(spans)) << bffd.process().Stderr();
+  std::vector<ReceivedSpan> entries = IotEntrySpans(receiver, trace_id);
+  ASSERT_FALSE(entries.empty()) << bffd.process().Stderr();
   std::string entry_id;
-  for (const auto& s : spans) {
-    if (!is_entry(s)) continue;
+  for (const auto& s : entries) {
     entry_id = s.span.value("spanId", "");
     EXPECT_EQ(s.span.value("name", ""), "iot/v1/{device}/stock/get");
     EXPECT_EQ(s.span.value("parentSpanId", ""), device_span) << "child of the device's span";
@@ -284,20 +291,10 @@ TEST(TracingTest, ACoapRequestJoinsTheDevicesTrace) {
   EXPECT_EQ(answers[0].code, "2.05");
 
   // The IoT server span; the embedded domain's own server span for the stock read is in the trace too.
-  auto is_entry = [](const ReceivedSpan& s) {
-    return s.span.value("kind", 0) == kServerKind && Attr(s.span, "bff.client.kind") == "iot";
-  };
-  auto has_entry = [&](const std::vector<ReceivedSpan>& spans) {
-    for (const auto& s : spans) {
-      if (is_entry(s)) return true;
-    }
-    return false;
-  };
-  std::vector<ReceivedSpan> spans = SpansUntil(receiver, trace_id, has_entry);
-  ASSERT_TRUE(has_entry(spans)) << bffd.process().Stderr();
+  std::vector<ReceivedSpan> entries = IotEntrySpans(receiver, trace_id);
+  ASSERT_FALSE(entries.empty()) << bffd.process().Stderr();
   std::string entry_id;
-  for (const auto& s : spans) {
-    if (!is_entry(s)) continue;
+  for (const auto& s : entries) {
     entry_id = s.span.value("spanId", "");
     EXPECT_EQ(s.span.value("name", ""), "GET /p/{sku}");
     EXPECT_EQ(s.span.value("parentSpanId", ""), device_span) << "child of the device's span";

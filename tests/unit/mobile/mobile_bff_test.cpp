@@ -70,8 +70,23 @@ class MobileBffTest : public ::testing::Test {
     HttpRequest r;
     r.path = path;
     if (!if_none_match.empty()) r.headers.Set("If-None-Match", if_none_match);
+    return Send(std::move(r));
+  }
+
+  // A cart add with `authorization` (none when empty).
+  HttpResponse AddToCart(const std::string& authorization = "") {
+    HttpRequest r;
+    r.method = "POST";
+    r.path = "/mobile/v1/cart/items";
+    r.headers.Set("Content-Type", "application/json");
+    if (!authorization.empty()) r.headers.Set("Authorization", authorization);
+    r.body = R"({"sku":"SKU-10001","qty":1})";
+    return Send(std::move(r));
+  }
+
+  HttpResponse Send(HttpRequest r) {
     std::optional<HttpResponse> out;
-    front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
+    front_.Handle(std::move(r), [&](HttpResponse resp) { out = std::move(resp); });
     sched_.RunReady();
     EXPECT_TRUE(out.has_value());
     return out.value_or(HttpResponse{});
@@ -154,22 +169,9 @@ TEST_F(MobileBffTest, CatalogFailureServesExpiredCopyWithWarningElse503) {
 }
 
 TEST_F(MobileBffTest, CartWithoutUsableTokenIs401Or503WithoutTouchingTheCart) {
-  HttpRequest r;
-  r.method = "POST";
-  r.path = "/mobile/v1/cart/items";
-  r.headers.Set("Content-Type", "application/json");
-  r.body = R"({"sku":"SKU-10001","qty":1})";
-  std::optional<HttpResponse> out;
-  front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
-  sched_.RunReady();
-  ASSERT_TRUE(out.has_value());
-  EXPECT_EQ(out->status, 401);
-  r.headers.Set("Authorization", "Bearer a.b.c");
-  out.reset();
-  front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
-  sched_.RunReady();
-  ASSERT_TRUE(out.has_value());
-  EXPECT_TRUE(out->status == 401 || out->status == 503) << out->status;
+  EXPECT_EQ(AddToCart().status, 401);
+  HttpResponse bad = AddToCart("Bearer a.b.c");
+  EXPECT_TRUE(bad.status == 401 || bad.status == 503) << bad.status;
   for (auto& p : catalog_.paths) EXPECT_EQ(p.find("/cart/"), std::string::npos);
 }
 
@@ -202,15 +204,7 @@ TEST_F(MobileBffTest, CacheLookupAndAuthCheckAreSpansUnderTheRequest) {
   for (const auto& s : sink_->spans()) EXPECT_NE(s.kind, SpanKind::kClient) << "a hit calls nothing: " << s.name;
 
   sink_->Clear();
-  HttpRequest r;
-  r.method = "POST";
-  r.path = "/mobile/v1/cart/items";
-  r.body = R"({"sku":"SKU-10001","qty":1})";
-  std::optional<HttpResponse> out;
-  front_.Handle(r, [&](HttpResponse resp) { out = std::move(resp); });
-  sched_.RunReady();
-  ASSERT_TRUE(out.has_value());
-  EXPECT_EQ(out->status, 401);
+  EXPECT_EQ(AddToCart().status, 401);
   auto checks = sink_->Named("auth.check");
   entries = sink_->Named("POST /mobile/v1/cart/items");
   ASSERT_EQ(checks.size(), 1u);

@@ -215,7 +215,7 @@ class BeastServer final : public HttpServer {
 };
 
 // One accepted connection. Every member is touched only on the connection's strand. What keeps the session
-// alive is whatever it waits for: its socket read or write, or its timer while the handler works.
+// alive is whatever it waits for: its socket read or write, or its timer (always pending until closed).
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, BeastServer& owner)
@@ -261,6 +261,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnHeaderDone();
   void EnterPhase(Phase phase);
   void Arm(std::chrono::steady_clock::duration after);
+  void OnTimerFired(error_code ec);
   void OnTimer();
   void Dispatch();
   void Deliver(uint64_t seq, HttpResponse res);
@@ -281,11 +282,17 @@ class Session : public std::enable_shared_from_this<Session> {
   BeastServer& owner_;
   uint64_t id_ = 0;
   Phase phase_ = Phase::kIdle;
-  uint64_t timer_generation_ = 0;  // a timer expiry from an earlier phase is stale
+  // The current phase's limit. The timer is re-armed only when a limit moves earlier than the pending
+  // expiry; when it fires early it re-arms for the deadline. A busy keep-alive connection thus rarely
+  // touches the timer queue, though every phase has a limit.
+  Clock::time_point deadline_;
+  Clock::time_point timer_expiry_;
+  bool timer_pending_ = false;
   bool timed_out_ = false;         // the pending read or write was cancelled by the phase's timer
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
+  std::optional<http::response_serializer<http::string_body>> serializer_;
   Clock::time_point request_started_;
   uint64_t seq_ = 0;  // requests handed to the handler on this connection
   size_t served_ = 0;
@@ -312,12 +319,13 @@ void Session::ReadNext() {
   parser_->body_limit(options().max_body_bytes);
   parser_->header_limit(static_cast<std::uint32_t>(std::min<size_t>(options().max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
   if (buffer_.size() > 0) {
-    // Pipelined: the next request is already here.
+    // Pipelined: the next request is already here. Posted, so a long pipeline is not a deep recursion.
     request_started_ = Clock::now();
     phase_ = Phase::kHeader;
-    ++timer_generation_;
     header_armed_ = false;
-    Parse();
+    net::post(executor_, [self = shared_from_this()] {
+      if (self->phase_ == Phase::kHeader) self->Parse();
+    });
     return;
   }
   // An idle connection keeps one small buffer, not what a large request left behind.
@@ -342,11 +350,27 @@ void Session::EnterPhase(Phase phase) {
 
 void Session::Arm(std::chrono::steady_clock::duration after) {
   timed_out_ = false;
-  const uint64_t generation = ++timer_generation_;
-  timer_.expires_after(after);
-  timer_.async_wait([self = shared_from_this(), generation](error_code ec) {
-    if (!ec && generation == self->timer_generation_) self->OnTimer();
-  });
+  deadline_ = Clock::now() + after;
+  if (timer_pending_ && timer_expiry_ <= deadline_) return;
+  timer_pending_ = true;
+  timer_expiry_ = deadline_;
+  // Replacing the expiry cancels the pending wait; its handler sees operation_aborted and does nothing.
+  timer_.expires_at(deadline_);
+  timer_.async_wait([self = shared_from_this()](error_code ec) { self->OnTimerFired(ec); });
+}
+
+void Session::OnTimerFired(error_code ec) {
+  if (ec == net::error::operation_aborted || phase_ == Phase::kClosed) return;
+  timer_pending_ = false;
+  if (Clock::now() < deadline_) {
+    // Fired for an earlier phase's limit; the current one is later.
+    timer_pending_ = true;
+    timer_expiry_ = deadline_;
+    timer_.expires_at(deadline_);
+    timer_.async_wait([self = shared_from_this()](error_code wait_ec) { self->OnTimerFired(wait_ec); });
+    return;
+  }
+  OnTimer();
 }
 
 void Session::OnTimer() {
@@ -414,7 +438,6 @@ void Session::OnRead(error_code ec, size_t n) {
     // The idle limit ends here; the header limit is armed only if this read did not bring the whole header.
     request_started_ = Clock::now();
     phase_ = Phase::kHeader;
-    ++timer_generation_;
     header_armed_ = false;
   }
   Parse();
@@ -496,7 +519,6 @@ void Session::Dispatch() {
 
   const uint64_t seq = ++seq_;
   phase_ = Phase::kHandling;
-  ++timer_generation_;  // the body or header limit no longer applies
   owner_.RequestStarted();
   std::weak_ptr<Session> weak = weak_from_this();
   in_handler_call_ = true;
@@ -586,11 +608,19 @@ void Session::SendError(int status, std::string_view code, std::string_view mess
 }
 
 void Session::Write() {
+  // Most answers fit in the socket's buffer: written at once, they need neither the write limit nor a
+  // trip through the event loop. The socket is non-blocking, so a full buffer stops this write where it
+  // got to and the asynchronous write carries on from there under the limit.
+  serializer_.emplace(res_);
+  error_code ec;
+  http::write(socket_, *serializer_, ec);
+  if (ec != net::error::would_block && ec != net::error::try_again) return OnWrite(ec);
   EnterPhase(Phase::kWriting);
-  http::async_write(socket_, res_, [self = shared_from_this()](error_code ec, size_t) { self->OnWrite(ec); });
+  http::async_write(socket_, *serializer_, [self = shared_from_this()](error_code wec, size_t) { self->OnWrite(wec); });
 }
 
 void Session::OnWrite(error_code ec) {
+  serializer_.reset();
   res_ = {};
   if (ec) {
     if (timed_out_) log::Debug("http answer not read by the client in time; connection closed");
@@ -681,6 +711,8 @@ void BeastServer::OnAccept(error_code ec, tcp::socket socket) {
     error_code ignored;
     // Nagle's algorithm meets the client's delayed ACK on every keep-alive answer: ~40 ms a request.
     socket.set_option(tcp::no_delay(true), ignored);
+    // Synchronous writes (Session::Write) must never block an event-loop thread.
+    socket.non_blocking(true, ignored);
     open_.fetch_add(1, std::memory_order_relaxed);
     std::make_shared<Session>(std::move(socket), *this)->Start();
   }

@@ -1,12 +1,8 @@
 // bffd's HTTP front against hostile and broken clients, as the other users of a real bffd process notice it.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,13 +10,13 @@
 #include <cstring>
 #include <fstream>
 #include <future>
-#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "support/loopback_connection.h"
 #include "support/processes.h"
 
 namespace bff::testing {
@@ -53,96 +49,16 @@ std::string TestConfig() {
          "[iot]\ndemo_fleet = 0\n[mqtt]\nenabled = false\n[domain]\npassword_iterations = 1000\n";
 }
 
-struct Reply {
-  int status = 0;
-  std::string head;
-  std::string body;
-};
-
-// A raw TCP client: the tests need to send what no HTTP library would.
-class RawClient {
- public:
-  explicit RawClient(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  ~RawClient() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
-
-  bool connected() const { return connected_; }
-  bool Send(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // One answer framed by Content-Length; nullopt if none arrives within `timeout`.
-  std::optional<Reply> Read(std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = Clock::now() + timeout;
-    size_t end;
-    while ((end = pending_.find("\r\n\r\n")) == std::string::npos) {
-      if (!Receive(deadline)) return std::nullopt;
-    }
-    Reply r;
-    r.head = pending_.substr(0, end);
-    pending_.erase(0, end + 4);
-    if (r.head.rfind("HTTP/1.1 ", 0) != 0) return std::nullopt;
-    r.status = std::stoi(r.head.substr(9, 3));
-    size_t cl = r.head.find("Content-Length: ");
-    size_t length = cl == std::string::npos ? 0 : std::stoul(r.head.substr(cl + 16));
-    while (pending_.size() < length) {
-      if (!Receive(deadline)) return std::nullopt;
-    }
-    r.body = pending_.substr(0, length);
-    pending_.erase(0, length);
-    return r;
-  }
-
-  // True once bffd closed the connection (EOF or reset) within `timeout`; answers before that are skipped.
-  bool WaitClosed(std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (Receive(deadline)) pending_.clear();
-    return closed_;
-  }
-
- private:
-  bool Receive(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    pollfd p{fd_, POLLIN, 0};
-    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) return false;
-    char buf[16384];
-    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      closed_ = true;
-      return false;
-    }
-    pending_.append(buf, static_cast<size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::string pending_;
-};
+using RawClient = LoopbackConnection;
+using Reply = RawReply;
 
 std::string Get(const std::string& target, const std::string& extra = {}) {
   return "GET " + target + " HTTP/1.1\r\nHost: bffd\r\n" + extra + "\r\n";
 }
 
 void ExpectJsonError(const Reply& r, int status, const std::string& code) {
-  EXPECT_EQ(r.status, status) << r.head;
-  EXPECT_NE(r.head.find("Content-Type: application/json"), std::string::npos) << r.head;
+  EXPECT_EQ(r.status, status) << r.body;
+  EXPECT_EQ(r.Header("content-type"), "application/json");
   auto body = nlohmann::json::parse(r.body, nullptr, false);
   ASSERT_FALSE(body.is_discarded()) << r.body;
   EXPECT_EQ(body["error"]["code"], code) << r.body;
@@ -181,8 +97,8 @@ class HttpHostileTest : public ::testing::Test {
     const auto started = Clock::now();
     RawClient c(bffd_->http_port());
     if (!c.connected() || !c.Send(Get(kProduct))) return false;
-    auto r = c.Read(kPrompt);
-    EXPECT_TRUE(r && r->status == 200) << (r ? r->head : std::string("no answer"));
+    auto r = c.Read(false, kPrompt);
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : std::string("no answer"));
     return r && r->status == 200 && Clock::now() - started < kPrompt;
   }
 
@@ -232,7 +148,7 @@ TEST_F(HttpHostileTest, SlowlorisIsCutOffAtTheHeaderTimeoutWhileOthersAreServed)
 TEST_F(HttpHostileTest, SlowHeadersAreTold408) {
   RawClient c(bffd_->http_port());
   ASSERT_TRUE(c.Send("GET /mobile/v1/products/SKU-10001 HTTP/1.1\r\nHost: bffd\r\n"));
-  auto r = c.Read(std::chrono::milliseconds(kHeaderTimeoutMs) + kSlack);
+  auto r = c.Read(false, std::chrono::milliseconds(kHeaderTimeoutMs) + kSlack);
   ASSERT_TRUE(r);
   ExpectJsonError(*r, 408, "request_timeout");
   EXPECT_TRUE(c.WaitClosed(kSlack));
@@ -278,7 +194,7 @@ TEST_F(HttpHostileTest, ContentLengthLongerThanTheBodyGets408AtTheBodyTimeout) {
   RawClient c(bffd_->http_port());
   ASSERT_TRUE(c.Send("POST /mobile/v1/cart/items HTTP/1.1\r\nHost: bffd\r\nContent-Type: application/json\r\n"
                      "Content-Length: 100\r\n\r\n{\"sku\":1}"));
-  auto r = c.Read(std::chrono::milliseconds(kBodyTimeoutMs) + kSlack);
+  auto r = c.Read(false, std::chrono::milliseconds(kBodyTimeoutMs) + kSlack);
   ASSERT_TRUE(r);
   ExpectJsonError(*r, 408, "request_timeout");
   EXPECT_GE(Metric("bffd_http_timeouts_total{kind=\"body\"}"), 1);

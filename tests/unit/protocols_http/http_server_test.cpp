@@ -3,17 +3,14 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <future>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "support/loopback_connection.h"
 #include "support/test_support.h"
 
 namespace bff {
@@ -31,118 +29,11 @@ namespace {
 using namespace std::chrono_literals;
 using bff::testing::WaitFor;
 
-// Every read has a deadline, so a server bug fails a test instead of hanging it.
-constexpr int kIoTimeoutMs = 10000;
 constexpr int kConcurrentClients = 128;
 
-struct Reply {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // lower-case names
-  std::string body;
-
-  bool Has(const std::string& name) const { return headers.count(name) > 0; }
-  std::string Header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? std::string() : it->second;
-  }
-};
-
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-// A blocking loopback client speaking raw bytes.
-class Connection {
- public:
-  explicit Connection(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  }
-  ~Connection() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  bool connected() const { return connected_; }
-
-  bool Send(std::string_view data) {
-    while (!data.empty()) {
-      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
-      if (n <= 0) return false;
-      data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-
-  // Reads one response; nullopt on timeout, error or a connection closed before a complete answer.
-  // The server always frames bodies with Content-Length, so that (or no body) is all this reader handles.
-  std::optional<Reply> Read(bool head_request = false) {
-    size_t header_end;
-    while ((header_end = pending_.find("\r\n\r\n")) == std::string::npos) {
-      if (!Receive()) return std::nullopt;
-    }
-    Reply reply;
-    std::string head = pending_.substr(0, header_end);
-    pending_.erase(0, header_end + 4);
-    size_t line_end = head.find("\r\n");
-    std::string status_line = head.substr(0, line_end);
-    if (status_line.rfind("HTTP/1.1 ", 0) != 0 || status_line.size() < 12) return std::nullopt;
-    reply.status = std::stoi(status_line.substr(9, 3));
-    while (line_end != std::string::npos) {
-      size_t next = head.find("\r\n", line_end + 2);
-      std::string line = head.substr(line_end + 2, next == std::string::npos ? std::string::npos : next - line_end - 2);
-      line_end = next;
-      size_t colon = line.find(':');
-      if (colon == std::string::npos) return std::nullopt;
-      std::string name = Lower(line.substr(0, colon));
-      std::string value = line.substr(line.find_first_not_of(' ', colon + 1));
-      auto [it, inserted] = reply.headers.emplace(name, value);
-      if (!inserted) it->second += ", " + value;
-    }
-    const bool no_body = head_request || reply.status == 204 || reply.status == 304;
-    if (!no_body) {
-      if (!reply.Has("content-length")) return std::nullopt;
-      const size_t length = std::stoul(reply.Header("content-length"));
-      while (pending_.size() < length) {
-        if (!Receive()) return std::nullopt;
-      }
-      reply.body = pending_.substr(0, length);
-      pending_.erase(0, length);
-    }
-    return reply;
-  }
-
-  // True once the server has closed its side (EOF) within the deadline.
-  bool WaitClosed() {
-    while (Receive()) pending_.clear();
-    return closed_;
-  }
-
- private:
-  bool Receive() {
-    pollfd p{fd_, POLLIN, 0};
-    if (::poll(&p, 1, kIoTimeoutMs) <= 0) return false;
-    char buf[16384];
-    ssize_t n = ::recv(fd_, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      closed_ = n == 0;
-      return false;
-    }
-    pending_.append(buf, static_cast<size_t>(n));
-    return true;
-  }
-
-  int fd_ = -1;
-  bool connected_ = false;
-  bool closed_ = false;
-  std::string pending_;
-};
+using Connection = bff::testing::LoopbackConnection;
+using Reply = bff::testing::RawReply;
+using bff::testing::Lower;
 
 std::string Get(const std::string& target, const std::string& extra_headers = {}) {
   return "GET " + target + " HTTP/1.1\r\nHost: test\r\n" + extra_headers + "\r\n";
@@ -174,6 +65,14 @@ HttpAsyncHandler Echo(const std::string& body = "ok") {
     r.headers.Set("Content-Type", "text/plain");
     r.body = body;
     respond(std::move(r));
+  };
+}
+
+// Answers {} and counts the requests that reached it.
+HttpAsyncHandler CountingEmptyJson(std::atomic<int>& calls) {
+  return [&calls](HttpRequest, std::function<void(HttpResponse)> respond) {
+    ++calls;
+    respond(HttpResponse::Json(200, "{}"));
   };
 }
 
@@ -399,10 +298,7 @@ TEST(HttpServerTest, BodyOverTheLimitGets413JsonWithoutReachingTheHandler) {
   std::atomic<int> calls{0};
   auto options = TestOptions();
   options.max_body_bytes = 16;
-  auto server = MustStart(options, [&](HttpRequest, std::function<void(HttpResponse)> respond) {
-    ++calls;
-    respond(HttpResponse::Json(200, "{}"));
-  });
+  auto server = MustStart(options, CountingEmptyJson(calls));
   ASSERT_TRUE(server);
   std::string body(100, 'x');
   auto reply = RoundTrip(server->port(), "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n" + body);
@@ -419,10 +315,7 @@ TEST(HttpServerTest, BodyOverTheLimitGets413JsonWithoutReachingTheHandler) {
 
 TEST(HttpServerTest, MalformedRequestsGet400Json) {
   std::atomic<int> calls{0};
-  auto server = MustStart(TestOptions(), [&](HttpRequest, std::function<void(HttpResponse)> respond) {
-    ++calls;
-    respond(HttpResponse::Json(200, "{}"));
-  });
+  auto server = MustStart(TestOptions(), CountingEmptyJson(calls));
   ASSERT_TRUE(server);
   for (std::string bad : {"GARBAGE\r\n\r\n", "GET /x HTTP/9.9\r\n\r\n", "TRACE /x HTTP/1.1\r\nHost: t\r\n\r\n"}) {
     auto reply = RoundTrip(server->port(), bad);
@@ -563,10 +456,7 @@ TEST(HttpServerTest, HeadersPastTheLimitGet431Json) {
   std::atomic<int> calls{0};
   auto options = TestOptions();
   options.max_header_bytes = 1024;
-  auto server = MustStart(options, [&](HttpRequest, std::function<void(HttpResponse)> respond) {
-    ++calls;
-    respond(HttpResponse::Json(200, "{}"));
-  });
+  auto server = MustStart(options, CountingEmptyJson(calls));
   ASSERT_TRUE(server);
   auto reply = RoundTrip(server->port(), Get("/big", "X-Pad: " + std::string(2048, 'p') + "\r\n"));
   ASSERT_TRUE(reply);
@@ -596,10 +486,7 @@ TEST(HttpServerTest, BodyShorterThanItsLengthGets408AndIsCounted) {
   std::atomic<int> calls{0};
   auto options = TestOptions();
   options.body_timeout = 100ms;
-  auto server = MustStart(options, [&](HttpRequest, std::function<void(HttpResponse)> respond) {
-    ++calls;
-    respond(HttpResponse::Json(200, "{}"));
-  });
+  auto server = MustStart(options, CountingEmptyJson(calls));
   ASSERT_TRUE(server);
   Connection c(server->port());
   ASSERT_TRUE(c.Send("POST /short HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten.."));
@@ -728,10 +615,7 @@ TEST(HttpServerTest, ManyClientsConnectingAtOnceAreAllServed) {
   auto options = TestOptions();
   options.threads = 2;  // far fewer threads than clients: none is lost
   std::atomic<int> calls{0};
-  auto server = MustStart(options, [&](HttpRequest, std::function<void(HttpResponse)> respond) {
-    ++calls;
-    respond(HttpResponse::Json(200, "{}"));
-  });
+  auto server = MustStart(options, CountingEmptyJson(calls));
   ASSERT_TRUE(server);
   std::vector<std::unique_ptr<Connection>> clients;
   for (int i = 0; i < kConcurrentClients; ++i) clients.push_back(std::make_unique<Connection>(server->port()));

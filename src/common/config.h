@@ -19,7 +19,14 @@ struct Config {
     std::string coaps = "0.0.0.0:5684";     // IoT BFF, CoAP over DTLS-PSK
     int threads = 2;                        // Asio pool size
     int drain_timeout_ms = 10000;           // SIGTERM: time allowed for requests in flight
-    int http_threads = 128;                 // HTTP worker pool: one per keep-alive connection expected, plus headroom
+    int http_threads = 2;                   // HTTP event-loop threads; connections do not hold them
+    int http_max_connections = 10000;       // open at once on server.http; past it: 503 and closed
+    int http_max_header_bytes = 8192;       // request line and headers; larger: 431
+    int http_header_timeout_ms = 10000;     // first byte to end of headers; past it: 408, closed
+    int http_body_timeout_ms = 10000;       // end of headers to end of body; past it: 408, closed
+    int http_idle_timeout_ms = 60000;       // keep-alive wait for the next request; past it: closed
+    int http_write_timeout_ms = 10000;      // one whole answer to a client that reads it
+    int http_max_requests_per_connection = 100000;  // the last answer carries Connection: close
     int request_timeout_ms = 5000;          // deadline of one client request, across all its downstream calls
     int max_body_bytes = 16384;             // larger request bodies: 413
     bool metrics = true;                    // record Prometheus metrics (GET /metrics on the admin listener)

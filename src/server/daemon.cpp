@@ -1,7 +1,11 @@
 // bffd process wiring: builds the core from config, serves the admin port, drains on SIGTERM/SIGINT.
 #include "server/daemon.h"
 
+#include <sys/resource.h>
+
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <future>
 
@@ -30,6 +34,31 @@ constexpr auto kSpanFlushFloor = std::chrono::milliseconds(200);
 HttpResponse JsonError(int status, std::string_view code, const std::string& message, const std::string& trace_id) {
   nlohmann::json body = {{"error", {{"code", code}, {"message", message}, {"trace_id", trace_id}}}};
   return HttpResponse::Json(status, body.dump());
+}
+
+// Every HTTP connection is a descriptor, and Debian's default soft limit (1024) would stop accepting long
+// before server.http_max_connections. The hard limit is the operator's (systemd LimitNOFILE, ulimit -Hn);
+// the soft one is raised to it, as nginx does with worker_rlimit_nofile.
+void RaiseOpenFileLimit(int max_connections) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) {
+    log::Warn("cannot read the open-file limit", {{"error", std::strerror(errno)}});
+    return;
+  }
+  const rlim_t before = lim.rlim_cur;
+  if (lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &lim) != 0) {
+      log::Warn("cannot raise the open-file limit", {{"error", std::strerror(errno)}, {"soft", static_cast<int64_t>(before)}});
+      return;
+    }
+  }
+  log::Info("open-file limit", {{"soft_before", static_cast<int64_t>(before)}, {"soft", static_cast<int64_t>(lim.rlim_cur)},
+                                {"hard", static_cast<int64_t>(lim.rlim_max)}});
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < static_cast<rlim_t>(max_connections)) {
+    log::Warn("open-file limit below server.http_max_connections; accepts will fail first",
+              {{"limit", static_cast<int64_t>(lim.rlim_cur)}, {"http_max_connections", max_connections}});
+  }
 }
 
 }  // namespace
@@ -72,6 +101,7 @@ StatusOr<std::unique_ptr<Daemon>> Daemon::Create(const Config& config) {
 }
 
 Status Daemon::Start() {
+  RaiseOpenFileLimit(config_.server.http_max_connections);
   std::error_code ec;
   std::filesystem::create_directories(config_.data_dir, ec);
   if (ec) return Unavailable("data_dir: cannot create '" + config_.data_dir + "': " + ec.message());
@@ -200,6 +230,13 @@ Status Daemon::StartHttpBffs() {
   http_opts.port = hp->second;
   http_opts.threads = static_cast<size_t>(config_.server.http_threads);
   http_opts.max_body_bytes = static_cast<size_t>(config_.server.max_body_bytes);
+  http_opts.max_header_bytes = static_cast<size_t>(config_.server.http_max_header_bytes);
+  http_opts.max_connections = static_cast<size_t>(config_.server.http_max_connections);
+  http_opts.keep_alive_max_requests = static_cast<size_t>(config_.server.http_max_requests_per_connection);
+  http_opts.header_timeout = milliseconds(config_.server.http_header_timeout_ms);
+  http_opts.body_timeout = milliseconds(config_.server.http_body_timeout_ms);
+  http_opts.idle_timeout = milliseconds(config_.server.http_idle_timeout_ms);
+  http_opts.write_timeout = milliseconds(config_.server.http_write_timeout_ms);
   http_opts.handler_timeout = milliseconds(config_.server.request_timeout_ms + 1000);
   ApiFront* front = front_.get();
   auto server = HttpServer::Start(http_opts, [front](HttpRequest req, std::function<void(HttpResponse)> respond) {
@@ -236,17 +273,19 @@ void Daemon::RegisterDaemonMetrics() {
     HttpServer* http = http_.get();
     metrics_.GaugeCallback("bffd_http_requests_in_flight", "HTTP requests handed to the BFFs and not yet answered.",
                            [http] { return static_cast<double>(http->in_flight()); });
-    metrics_.GaugeCallback("bffd_http_connections_queued",
-                           "Accepted HTTP connections waiting for a free worker thread (the HTTP worker queue).",
-                           [http] { return static_cast<double>(http->queued_connections()); });
-    metrics_.GaugeCallback("bffd_http_workers_busy", "HTTP worker threads holding a connection now.",
-                           [http] { return static_cast<double>(http->busy_workers()); });
-    const double workers = static_cast<double>(config_.server.http_threads);
-    metrics_.GaugeCallback("bffd_http_workers", "HTTP worker threads configured (server.http_threads).",
-                           [workers] { return workers; });
-    metrics_.CounterCallback("bffd_http_handler_timeouts_total",
-                             "HTTP requests answered 504 because no answer came within the handler timeout.",
-                             [http] { return static_cast<double>(http->handler_timeouts()); });
+    metrics_.GaugeCallback("bffd_http_connections_open", "HTTP connections open now on server.http.",
+                           [http] { return static_cast<double>(http->open_connections()); });
+    metrics_.CounterCallback("bffd_http_connections_refused_total",
+                             "HTTP connections answered 503 and closed because server.http_max_connections were open.",
+                             [http] { return static_cast<double>(http->refused_connections()); });
+    auto& timeouts = metrics_.Counters("bffd_http_timeouts_total",
+                                       "HTTP connections or requests that ran past a limit: header and body (408, "
+                                       "closed), idle (closed), handler (504).",
+                                       {"kind"});
+    for (auto [kind, name] : {std::pair{HttpTimeout::kHeader, "header"}, std::pair{HttpTimeout::kBody, "body"},
+                              std::pair{HttpTimeout::kIdle, "idle"}, std::pair{HttpTimeout::kHandler, "handler"}}) {
+      timeouts.AddCallback({name}, [http, kind = kind] { return static_cast<double>(http->timeouts(kind)); });
+    }
   }
   if (coalescing_) {
     CoalescingTransport* c = coalescing_.get();

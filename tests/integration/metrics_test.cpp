@@ -202,8 +202,10 @@ TEST_F(MetricsEndpointTest, CountersAndHistogramsMoveWithMobileAndWebTraffic) {
   EXPECT_GT(Value(after, "process_open_fds"), 3);
   EXPECT_GT(Value(after, "process_start_time_seconds"), 1.6e9);
   EXPECT_EQ(Value(after, "bffd_http_requests_in_flight"), 0);
-  EXPECT_GT(Value(after, "bffd_http_workers"), 0);
-  EXPECT_EQ(Value(after, "bffd_http_connections_queued"), 0);
+  EXPECT_GT(after.count("bffd_http_connections_open"), 0u);
+  EXPECT_EQ(Value(after, "bffd_http_connections_refused_total"), 0);
+  EXPECT_EQ(Value(after, "bffd_http_timeouts_total{kind=\"handler\"}"), 0);
+  EXPECT_GT(after.count("bffd_http_timeouts_total{kind=\"header\"}"), 0u);
   EXPECT_EQ(after.count("bffd_mqtt_connected"), 0u) << "MQTT is off in this configuration";
 
   // Everything this configuration needs is up.

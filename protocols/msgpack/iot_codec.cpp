@@ -17,6 +17,11 @@ constexpr size_t kMaxBinBytes = 512;
 constexpr uint64_t kMaxFlagSlots = 4096;
 constexpr size_t kShelfFlagsFields = 3;  // [version, slot_count, bin]
 
+std::string_view KeyOf(const msgpack::object& k) {
+  if (k.type != msgpack::type::STR) return {};
+  return std::string_view(k.via.str.ptr, k.via.str.size);
+}
+
 // A key given twice would let a message carry more than the limits allow (each "r" up to
 // kMaxReadingsPerMessage readings) and leave which value counts to the decoder's whim.
 Status NoRepeatedKeys(const msgpack::object& map) {
@@ -24,10 +29,9 @@ Status NoRepeatedKeys(const msgpack::object& map) {
     const msgpack::object& a = map.via.map.ptr[i].key;
     if (a.type != msgpack::type::STR) continue;
     for (uint32_t j = i + 1; j < map.via.map.size; ++j) {
-      const msgpack::object& b = map.via.map.ptr[j].key;
-      if (b.type == msgpack::type::STR && b.via.str.size == a.via.str.size &&
-          std::memcmp(a.via.str.ptr, b.via.str.ptr, a.via.str.size) == 0) {
-        return InvalidArgument("key \"" + std::string(a.via.str.ptr, a.via.str.size) + "\" appears more than once");
+      // KeyOf: an empty string key has a null pointer, which memcmp must not see.
+      if (map.via.map.ptr[j].key.type == msgpack::type::STR && KeyOf(map.via.map.ptr[j].key) == KeyOf(a)) {
+        return InvalidArgument("key \"" + std::string(KeyOf(a)) + "\" appears more than once");
       }
     }
   }
@@ -56,11 +60,6 @@ StatusOr<msgpack::object_handle> Unpack(std::string_view bytes, size_t max_bytes
   } catch (const std::exception&) {
     return InvalidArgument("malformed msgpack");
   }
-}
-
-std::string_view KeyOf(const msgpack::object& k) {
-  if (k.type != msgpack::type::STR) return {};
-  return std::string_view(k.via.str.ptr, k.via.str.size);
 }
 
 Status WantUint(const msgpack::object& v, const char* key, uint64_t max, uint64_t* out) {

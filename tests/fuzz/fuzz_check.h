@@ -20,6 +20,14 @@ namespace bff::fuzz {
   std::abort();
 }
 
+// A target's fixture: built on first use (LLVMFuzzerInitialize) and never destroyed, so no input
+// races a destructor at exit and the fixture's threads simply end with the process.
+template <typename T>
+T& Fixture() {
+  static T* fixture = new T;
+  return *fixture;
+}
+
 // BFF_FUZZ_TRACE=1 prints what each input got back (to check that seeds reach what they should).
 inline bool Tracing() {
   static const bool on = std::getenv("BFF_FUZZ_TRACE") != nullptr;

@@ -11,12 +11,8 @@
 #include <cstdint>
 #include <string>
 
-#include "clients/iot/iot_bff.h"
-#include "fuzz_device_key.h"
-#include "fuzz_fixture.h"
+#include "fuzz_iot_fixture.h"
 #include "protocols/coap/coap_server.h"
-#include "security/key_registry.h"
-#include "security/rate_limiter.h"
 
 namespace {
 
@@ -54,16 +50,10 @@ int UdpSocket() {
 
 struct CoapFixture {
   CoapFixture() {
-    key = bff::fuzz::AddFuzzDevice(*domain.keys);
-    registry = std::make_unique<bff::KeyRegistry>(*domain.keys, domain.data_dir + "/keys.db", domain.sched,
-                                                  std::chrono::milliseconds(0));
-    limiter = std::make_unique<bff::TokenBucketLimiter>(domain.sched);
-    bff::Config config;
-    iot = std::make_unique<bff::IotBff>(config, *domain.clients, domain.sched, *registry, *limiter);
     bff::CoapServerOptions opts;
     opts.coap_address = "127.0.0.1:0";
     opts.coaps_address = "";
-    auto started = bff::CoapServer::Start(opts, *iot, [](const std::string&) { return std::string(); });
+    auto started = bff::CoapServer::Start(opts, *iot.iot, [](const std::string&) { return std::string(); });
     if (!started.ok()) bff::fuzz::SetupFailed("coap server: " + started.status().ToString());
     server = std::move(started).value();
     to.sin_family = AF_INET;
@@ -109,7 +99,7 @@ struct CoapFixture {
     AppendOption(msg, &last, kOptionUriPath, "s");
     AppendOption(msg, &last, kOptionUriPath, bff::fuzz::kFuzzShelves[0]);
     AppendOption(msg, &last, kOptionUriQuery, std::string("d=") + bff::fuzz::kFuzzDevice);
-    AppendOption(msg, &last, kOptionUriQuery, "k=" + key);
+    AppendOption(msg, &last, kOptionUriQuery, "k=" + iot.key);
     Send(probe_fd, msg);
     auto deadline = std::chrono::steady_clock::now() + bff::fuzz::kAnswerDeadline;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -128,11 +118,7 @@ struct CoapFixture {
     for (std::string m = Receive(fuzz_fd, 0); !m.empty(); m = Receive(fuzz_fd, 0)) AckIfConfirmable(fuzz_fd, m);
   }
 
-  bff::fuzz::DomainFixture domain;
-  std::string key;
-  std::unique_ptr<bff::KeyRegistry> registry;
-  std::unique_ptr<bff::TokenBucketLimiter> limiter;
-  std::unique_ptr<bff::IotBff> iot;
+  bff::fuzz::IotFixture iot;
   std::unique_ptr<bff::CoapServer> server;
   sockaddr_in to{};
   int fuzz_fd = -1;
@@ -140,21 +126,16 @@ struct CoapFixture {
   uint64_t probes = 0;
 };
 
-CoapFixture& Fixture() {
-  static CoapFixture* f = new CoapFixture;
-  return *f;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  Fixture();
+  bff::fuzz::Fixture<CoapFixture>();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  CoapFixture& f = Fixture();
-  f.Send(f.fuzz_fd, bff::fuzz::WithKey(std::string(reinterpret_cast<const char*>(data), size), f.key));
+  CoapFixture& f = bff::fuzz::Fixture<CoapFixture>();
+  f.Send(f.fuzz_fd, bff::fuzz::WithKey(std::string(reinterpret_cast<const char*>(data), size), f.iot.key));
   // Datagrams reach the server's one socket in the order sent, so the probe's answer comes after the
   // input was taken in.
   if (!f.ProbeAnswered()) bff::fuzz::Finding("the CoAP server stopped answering a valid GET");

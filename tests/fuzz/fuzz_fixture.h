@@ -47,8 +47,6 @@ inline std::string MakeTempDir() {
   return buf.data();
 }
 
-// Targets hold their fixture in a static pointer that is never deleted: no input races a destructor
-// at exit, and the threads simply end with the process.
 struct DomainFixture {
   DomainFixture() : work(boost::asio::make_work_guard(io)), data_dir(MakeTempDir()) {
     // Every log line is still formatted (that code runs on client input too) but not printed: millions of

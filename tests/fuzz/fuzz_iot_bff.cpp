@@ -6,48 +6,20 @@
 #include <cstdint>
 #include <string>
 
-#include "clients/iot/iot_bff.h"
-#include "fuzz_device_key.h"
-#include "fuzz_fixture.h"
+#include "fuzz_iot_fixture.h"
 #include "protocols/msgpack/iot_codec.h"
-#include "security/key_registry.h"
-#include "security/rate_limiter.h"
-
-namespace {
 
 using bff::IotReply;
-
-struct IotFixture {
-  IotFixture() {
-    key = bff::fuzz::AddFuzzDevice(*domain.keys);
-    registry = std::make_unique<bff::KeyRegistry>(*domain.keys, domain.data_dir + "/keys.db", domain.sched,
-                                                  std::chrono::milliseconds(0));
-    limiter = std::make_unique<bff::TokenBucketLimiter>(domain.sched);
-    bff::Config config;
-    iot = std::make_unique<bff::IotBff>(config, *domain.clients, domain.sched, *registry, *limiter);
-  }
-  bff::fuzz::DomainFixture domain;
-  std::string key;
-  std::unique_ptr<bff::KeyRegistry> registry;
-  std::unique_ptr<bff::TokenBucketLimiter> limiter;
-  std::unique_ptr<bff::IotBff> iot;
-};
-
-IotFixture& Fixture() {
-  static IotFixture* f = new IotFixture;
-  return *f;
-}
-
-}  // namespace
+using bff::fuzz::IotFixture;
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  Fixture();
+  bff::fuzz::Fixture<IotFixture>();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  IotFixture& f = Fixture();
+  IotFixture& f = bff::fuzz::Fixture<IotFixture>();
   const uint8_t selector = data[0];
   std::string rest = bff::fuzz::WithKey(std::string(reinterpret_cast<const char*>(data) + 1, size - 1), f.key);
 

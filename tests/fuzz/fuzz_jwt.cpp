@@ -68,11 +68,6 @@ struct JwtFixture {
   std::shared_ptr<bff::AccessTokenValidator> validator;
 };
 
-JwtFixture& Fixture() {
-  static JwtFixture* f = new JwtFixture;
-  return *f;
-}
-
 void CheckToken(JwtFixture& f, std::string_view token) {
   (void)bff::ParseCompactJws(token);
   (void)bff::DecodeJwtUnverified(token);
@@ -84,13 +79,13 @@ void CheckToken(JwtFixture& f, std::string_view token) {
 }  // namespace
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-  Fixture();
+  bff::fuzz::Fixture<JwtFixture>();
   return 0;
 }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
-  JwtFixture& f = Fixture();
+  JwtFixture& f = bff::fuzz::Fixture<JwtFixture>();
   std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
   switch (data[0] % kModes) {
     case kToken:

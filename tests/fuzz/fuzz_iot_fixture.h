@@ -1,13 +1,16 @@
-// The fuzzing device and its key: inputs name the key by a placeholder of the same length, which the
-// target swaps for the real (random) key, so seeds and mutations get past authentication.
+// IotBff over the embedded domain, with one device whose key inputs name by a placeholder of the same
+// length; the target swaps in the real (random) key, so seeds and mutations get past authentication.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "clients/iot/iot_bff.h"
+#include "fuzz_fixture.h"
 #include "security/api_key_store.h"
-#include "fuzz_check.h"
+#include "security/key_registry.h"
+#include "security/rate_limiter.h"
 
 namespace bff::fuzz {
 
@@ -33,5 +36,20 @@ inline std::string WithKey(std::string bytes, const std::string& key) {
   }
   return bytes;
 }
+
+struct IotFixture {
+  IotFixture() {
+    key = AddFuzzDevice(*domain.keys);
+    registry = std::make_unique<KeyRegistry>(*domain.keys, domain.data_dir + "/keys.db", domain.sched,
+                                             std::chrono::milliseconds(0));
+    limiter = std::make_unique<TokenBucketLimiter>(domain.sched);
+    iot = std::make_unique<IotBff>(Config{}, *domain.clients, domain.sched, *registry, *limiter);
+  }
+  DomainFixture domain;
+  std::string key;
+  std::unique_ptr<KeyRegistry> registry;
+  std::unique_ptr<TokenBucketLimiter> limiter;
+  std::unique_ptr<IotBff> iot;
+};
 
 }  // namespace bff::fuzz

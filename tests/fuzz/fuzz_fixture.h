@@ -2,11 +2,14 @@
 // kept until exit: scheduler threads, domain services, typed clients, a device key store.
 #pragma once
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <optional>
@@ -37,13 +40,29 @@ inline constexpr int kFixturePasswordIterations = 1000;
 // An answer that takes longer than this is a hang (the handlers' own timeouts are far shorter).
 inline constexpr std::chrono::seconds kAnswerDeadline{10};
 
-// A fresh directory under TMPDIR (or /tmp), left behind at exit like any crash artefact.
+// Directories made by MakeTempDir, removed when the process exits normally (after a crash they stay,
+// next to the reproducer's state).
+inline std::vector<std::string>& TempDirs() {
+  static std::vector<std::string>* dirs = new std::vector<std::string>;
+  return *dirs;
+}
+
+// A fresh directory under TMPDIR, else /dev/shm (the domain's SQLite syncs on every write, which on a
+// disk would make writing inputs the slowest), else /tmp.
 inline std::string MakeTempDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string pattern = std::string(base && *base ? base : "/tmp") + "/bff-fuzz-XXXXXX";
+  const char* env = std::getenv("TMPDIR");
+  std::string base = env && *env ? env : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+  std::string pattern = base + "/bff-fuzz-XXXXXX";
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');
   if (!mkdtemp(buf.data())) SetupFailed("mkdtemp " + pattern);
+  if (TempDirs().empty()) {
+    std::atexit([] {
+      std::error_code ignored;
+      for (const std::string& d : TempDirs()) std::filesystem::remove_all(d, ignored);
+    });
+  }
+  TempDirs().push_back(buf.data());
   return buf.data();
 }
 

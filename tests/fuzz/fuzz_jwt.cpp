@@ -72,8 +72,9 @@ void CheckToken(JwtFixture& f, std::string_view token) {
   (void)bff::ParseCompactJws(token);
   (void)bff::DecodeJwtUnverified(token);
   (void)bff::VerifyJwtEs256(token, f.jwks, f.expect);
-  bff::fuzz::AnswerOnce<bff::StatusOr<bff::AuthenticatedUser>>(
+  auto user = bff::fuzz::AnswerOnce<bff::StatusOr<bff::AuthenticatedUser>>(
       "AccessTokenValidator", [&](auto done) { f.validator->Validate("Bearer " + std::string(token), done); });
+  if (bff::fuzz::Tracing()) std::fprintf(stderr, "token -> %s\n", user.ok() ? user->user_id.c_str() : user.status().ToString().c_str());
 }
 
 }  // namespace

@@ -13,6 +13,30 @@ namespace {
 constexpr size_t kMaxMapEntries = 32;
 constexpr size_t kMaxStringBytes = 256;
 constexpr size_t kMaxBinBytes = 512;
+// Slots are numbered 0..4095 (telemetry "r.slot"), so no shelf has more flags than this.
+constexpr uint64_t kMaxFlagSlots = 4096;
+constexpr size_t kShelfFlagsFields = 3;  // [version, slot_count, bin]
+
+std::string_view KeyOf(const msgpack::object& k) {
+  if (k.type != msgpack::type::STR) return {};
+  return std::string_view(k.via.str.ptr, k.via.str.size);
+}
+
+// A key given twice would let a message carry more than the limits allow (each "r" up to
+// kMaxReadingsPerMessage readings) and leave which value counts to the decoder's whim.
+Status NoRepeatedKeys(const msgpack::object& map) {
+  for (uint32_t i = 0; i < map.via.map.size; ++i) {
+    const msgpack::object& a = map.via.map.ptr[i].key;
+    if (a.type != msgpack::type::STR) continue;
+    for (uint32_t j = i + 1; j < map.via.map.size; ++j) {
+      // KeyOf: an empty string key has a null pointer, which memcmp must not see.
+      if (map.via.map.ptr[j].key.type == msgpack::type::STR && KeyOf(map.via.map.ptr[j].key) == KeyOf(a)) {
+        return InvalidArgument("key \"" + std::string(KeyOf(a)) + "\" appears more than once");
+      }
+    }
+  }
+  return Status::Ok();
+}
 
 StatusOr<msgpack::object_handle> Unpack(std::string_view bytes, size_t max_bytes) {
   if (bytes.size() > max_bytes) {
@@ -26,6 +50,8 @@ StatusOr<msgpack::object_handle> Unpack(std::string_view bytes, size_t max_bytes
     msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
     if (off != bytes.size()) return InvalidArgument("trailing bytes after the msgpack value");
     if (oh.get().type != msgpack::type::MAP) return InvalidArgument("payload must be a msgpack map");
+    Status unique = NoRepeatedKeys(oh.get());
+    if (!unique.ok()) return unique;
     return oh;
   } catch (const msgpack::depth_size_overflow&) {
     return InvalidArgument("msgpack nesting too deep");
@@ -34,11 +60,6 @@ StatusOr<msgpack::object_handle> Unpack(std::string_view bytes, size_t max_bytes
   } catch (const std::exception&) {
     return InvalidArgument("malformed msgpack");
   }
-}
-
-std::string_view KeyOf(const msgpack::object& k) {
-  if (k.type != msgpack::type::STR) return {};
-  return std::string_view(k.via.str.ptr, k.via.str.size);
 }
 
 Status WantUint(const msgpack::object& v, const char* key, uint64_t max, uint64_t* out) {
@@ -191,7 +212,10 @@ std::string EncodeShelfFlags(uint64_t version, const std::vector<bool>& in_stock
 StatusOr<std::pair<uint64_t, std::vector<bool>>> DecodeShelfFlags(std::string_view bytes) {
   try {
     size_t off = 0;
-    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off);
+    // Bounded like every other decoder here: msgpack-cxx reserves a container's declared size before
+    // reading its elements, so a 5-byte array header could otherwise ask for gigabytes.
+    msgpack::unpack_limit limit(kShelfFlagsFields, 0, 0, kMaxBinBytes, 0, kMaxMsgpackDepth);
+    msgpack::object_handle oh = msgpack::unpack(bytes.data(), bytes.size(), off, nullptr, nullptr, limit);
     const msgpack::object& o = oh.get();
     if (off != bytes.size() || o.type != msgpack::type::ARRAY || o.via.array.size != 3 ||
         o.via.array.ptr[0].type != msgpack::type::POSITIVE_INTEGER || o.via.array.ptr[1].type != msgpack::type::POSITIVE_INTEGER ||
@@ -199,6 +223,8 @@ StatusOr<std::pair<uint64_t, std::vector<bool>>> DecodeShelfFlags(std::string_vi
       return InvalidArgument("not stock flags");
     }
     uint64_t n = o.via.array.ptr[1].via.u64;
+    // Checked before (n + 7) / 8, which wraps to 0 for the largest counts.
+    if (n > kMaxFlagSlots) return InvalidArgument("slot count over " + std::to_string(kMaxFlagSlots));
     const msgpack::object_bin& bin = o.via.array.ptr[2].via.bin;
     if (bin.size != (n + 7) / 8) return InvalidArgument("flags length does not match the slot count");
     std::vector<bool> bits(n);

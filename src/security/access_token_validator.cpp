@@ -6,6 +6,7 @@
 
 #include "common/http_message.h"
 #include "common/log.h"
+#include "security/compact_jws.h"
 #include "security/jwt.h"
 
 namespace bff {
@@ -114,7 +115,7 @@ struct AccessTokenValidator::State {
     auto name = claims->find("name");
     if (name != claims->end() && name->is_string()) user.name = name->get<std::string>();
     auto exp = claims->find("exp");
-    if (exp != claims->end() && exp->is_number()) user.expires_at = static_cast<int64_t>(exp->get<double>());
+    if (exp != claims->end() && exp->is_number()) user.expires_at = ToUnixSeconds(exp->get<double>());
     return user;
   }
 

@@ -74,4 +74,11 @@ bool NumericClaim(const nlohmann::json& claims, const char* name, double* out) {
   return true;
 }
 
+int64_t ToUnixSeconds(double v) {
+  constexpr double kLimit = 1e15;  // about 31 million years either way: past any real date, far inside int64
+  if (v > kLimit) return static_cast<int64_t>(kLimit);
+  if (v < -kLimit) return static_cast<int64_t>(-kLimit);
+  return static_cast<int64_t>(v);
+}
+
 }  // namespace bff

@@ -1,6 +1,7 @@
 // Compact JWS parsing shared by the HS256 internal credential and ES256 access tokens; no signature checks.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -34,5 +35,8 @@ bool AudienceMatches(const nlohmann::json& claims, std::string_view audience);
 
 // Reads a NumericDate claim; false when absent or not a number.
 bool NumericClaim(const nlohmann::json& claims, const char* name, double* out);
+
+// A NumericDate as whole seconds; far-out values are clamped instead of overflowing the conversion.
+int64_t ToUnixSeconds(double v);
 
 }  // namespace bff

@@ -18,14 +18,6 @@ constexpr size_t kInternalSecretHexChars = 64;
 constexpr size_t kMaxCachedCredentials = 10000;
 constexpr size_t kJtiBytes = 12;
 
-// NumericDates are doubles in JSON; far-out values are clamped instead of overflowing the conversion.
-int64_t ToUnixSeconds(double v) {
-  constexpr double kLimit = 1e15;
-  if (v > kLimit) return static_cast<int64_t>(kLimit);
-  if (v < -kLimit) return static_cast<int64_t>(-kLimit);
-  return static_cast<int64_t>(v);
-}
-
 const std::string& Hs256Header() {
   static const std::string kHeader = EncodeJsonSegment({{"alg", "HS256"}, {"typ", "JWT"}});
   return kHeader;

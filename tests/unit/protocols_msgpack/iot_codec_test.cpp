@@ -111,15 +111,23 @@ TEST(IotCodecTest, HostileAndMalformedInputIsRefusedNeverCrashes) {
 }
 
 TEST(IotCodecTest, WrongTypesAreRejectedUnknownKeysIgnored) {
+  // Telemetry with one key's value given as raw msgpack (replacing the valid one, or added when new).
   auto with = [](const std::string& key, const std::string& value_bytes) {
-    Telemetry t = Sample();
-    std::string base = EncodeTelemetry(t, false);  // map with 8 entries (fixmap 0x88)
-    std::string extra = std::string(1, static_cast<char>(0xa0 | key.size())) + key + value_bytes;
-    base[0] = static_cast<char>(static_cast<unsigned char>(base[0]) + 1);
-    return base + extra;
+    std::vector<std::pair<std::string, std::string>> fields = {
+        {"d", "\xac" "sensor-01-01"}, {"sh", "\xab" "shelf-01-01"}, {"q", "\x2a"},
+        {"t", std::string("\xce\x6a\xb1\x3b\x80", 5)}, {"r", std::string("\x91\x92\x00\x05", 4)}, {"b", "\x57"}};
+    bool replaced = false;
+    for (auto& [k, v] : fields) {
+      if (k == key) v = value_bytes, replaced = true;
+    }
+    if (!replaced) fields.emplace_back(key, value_bytes);
+    std::string out(1, static_cast<char>(0x80 | fields.size()));
+    for (auto& [k, v] : fields) out += std::string(1, static_cast<char>(0xa0 | k.size())) + k + v;
+    return out;
   };
+  ASSERT_TRUE(DecodeTelemetry(with("b", "\x57")).ok()) << "the base message is valid";
   EXPECT_TRUE(DecodeTelemetry(with("future_field", "\xa3xyz")).ok()) << "unknown keys are ignored";
-  auto neg_seq = DecodeTelemetry(with("q", "\xff"));  // -1: duplicate key, wrong sign
+  auto neg_seq = DecodeTelemetry(with("q", "\xff"));  // -1: wrong sign
   EXPECT_FALSE(neg_seq.ok());
   EXPECT_NE(neg_seq.status().message().find("\"q\""), std::string::npos);
   EXPECT_FALSE(DecodeTelemetry(with("b", "\xcc\xc8")).ok()) << "battery 200 out of range";
@@ -130,6 +138,34 @@ TEST(IotCodecTest, WrongTypesAreRejectedUnknownKeysIgnored) {
   Telemetry missing = Sample();
   missing.readings.clear();
   EXPECT_FALSE(DecodeTelemetry(EncodeTelemetry(missing, true)).ok()) << "no readings";
+}
+
+// A repeated key would let one message carry several "r" arrays, past kMaxReadingsPerMessage.
+TEST(IotCodecTest, RepeatedKeysAreRefused) {
+  std::string readings = "\xa1r\xdc" + std::string("\x00\x28", 2);  // "r": array16 of 40 pairs
+  for (int i = 0; i < 40; ++i) readings += std::string("\x92\x00\x01", 3);
+  std::string twice = "\x86\xa1" "d\xa1" "a\xa2" "sh\xa1" "b\xa1q\x01\xa1t\x01" + readings + readings;
+  auto r = DecodeTelemetry(twice);
+  ASSERT_FALSE(r.ok()) << "80 readings in one message";
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("\"r\""), std::string::npos) << r.status().ToString();
+  // Empty keys have no bytes at all (a null pointer in msgpack-cxx): compared without touching them.
+  auto empty = DecodeTelemetry(std::string("\x82\xa0\x01\xa0\x02", 5));
+  ASSERT_FALSE(empty.ok());
+  EXPECT_NE(empty.status().message().find("appears more than once"), std::string::npos) << empty.status().ToString();
+  auto q = DecodeStockQuery("\x83\xa1k\xa2kk\xa2sh\xa1x\xa2sh\xa1y");
+  ASSERT_FALSE(q.ok());
+  EXPECT_NE(q.status().message().find("\"sh\""), std::string::npos) << q.status().ToString();
+}
+
+TEST(IotCodecTest, ShelfFlagsDecodingIsBounded) {
+  // Slot count 2^64-1: (n + 7) / 8 wraps to 0, which once matched an empty bin and read past it.
+  EXPECT_FALSE(DecodeShelfFlags(std::string("\x93\x01\xcf\xff\xff\xff\xff\xff\xff\xff\xff\xc4\x00", 13)).ok());
+  // Container headers declaring billions of elements are refused before anything is reserved.
+  EXPECT_FALSE(DecodeShelfFlags(std::string("\xdd\xff\xff\xff\xff", 5)).ok());
+  EXPECT_FALSE(DecodeShelfFlags(std::string("\xdf\xff\xff\xff\xff", 5)).ok());
+  EXPECT_FALSE(DecodeShelfFlags(EncodeShelfFlags(1, std::vector<bool>(4097, true))).ok()) << "more slots than slot numbers";
+  EXPECT_TRUE(DecodeShelfFlags(EncodeShelfFlags(1, std::vector<bool>(4096, true))).ok());
 }
 
 }  // namespace

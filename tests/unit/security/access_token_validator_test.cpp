@@ -118,6 +118,17 @@ TEST_F(AccessTokenValidatorTest, ValidTokenGivesTheUser) {
   EXPECT_EQ(validator_->fetches(), 1u);
 }
 
+// exp 1e308 is a valid JSON number and a far-future expiry; converting it to int64 unclamped was
+// undefined behaviour (on x86 a negative expiry).
+TEST_F(AccessTokenValidatorTest, FarFutureExpiryIsClamped) {
+  validator_->Start();
+  json claims = Claims(now_);
+  claims["exp"] = 1e308;
+  auto user = ValidateNow(Bearer(key_, claims));
+  ASSERT_TRUE(user.ok()) << user.status().ToString();
+  EXPECT_GT(user->expires_at, now_);
+}
+
 TEST_F(AccessTokenValidatorTest, FirstValidationFetchesWhenNotStarted) {
   auto user = ValidateNow(Bearer(key_, Claims(now_)));
   ASSERT_TRUE(user.ok()) << user.status().ToString();

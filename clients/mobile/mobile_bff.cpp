@@ -103,9 +103,8 @@ void MobileBff::GetProduct(std::shared_ptr<ApiCall> call, Respond respond) {
   if (!valid.ok()) return respond(ErrorResponse(valid, call->trace_id()));
 
   CacheLookup hit = cache_.Get(sku);
-  if (call->ctx().tracer) {
+  if (ActiveSpan lookup = call->ctx().StartChildSpan("cache.lookup", SpanKind::kInternal); lookup.recording()) {
     // Recorded after the fact: the lookup itself is too quick to be worth a span open around it.
-    ActiveSpan lookup = call->ctx().StartChildSpan("cache.lookup", SpanKind::kInternal);
     const bool fresh = hit.freshness == Freshness::kFresh, stale = hit.freshness == Freshness::kStale;
     lookup.SetAttribute(span_attr::kCacheHit, fresh || stale)
         .SetAttribute(span_attr::kCacheResult, fresh ? "hit" : stale ? "stale" : "miss");

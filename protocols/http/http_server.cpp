@@ -219,7 +219,11 @@ class BeastServer final : public HttpServer {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, BeastServer& owner)
-      : executor_(socket.get_executor()), socket_(std::move(socket)), timer_(executor_), owner_(owner) {}
+      : executor_(socket.get_executor()), socket_(std::move(socket)), timer_(executor_), owner_(owner) {
+    error_code ec;
+    const tcp::endpoint remote = socket_.remote_endpoint(ec);
+    if (!ec) peer_ = remote.address().to_string();
+  }
   ~Session() {
     if (id_ != 0) owner_.SessionEnded(id_);
   }
@@ -280,6 +284,7 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::socket socket_;
   net::steady_timer timer_;  // the limit of the current phase
   BeastServer& owner_;
+  std::string peer_;  // the client's address, without port
   uint64_t id_ = 0;
   Phase phase_ = Phase::kIdle;
   // The current phase's limit. The timer is re-armed only when a limit moves earlier than the pending
@@ -515,6 +520,7 @@ void Session::Dispatch() {
   }
   for (const auto& field : msg) req.headers.Add(std::string(field.name_string()), std::string(field.value()));
   req.body = std::move(msg.body());
+  req.peer = peer_;
   parser_.reset();
 
   const uint64_t seq = ++seq_;

@@ -38,6 +38,9 @@ struct HttpRequest {
   std::string query;   // raw query string without '?', e.g. "limit=10&cursor=abc"
   Headers headers;
   std::string body;
+  // The address of the connection's other end, without port ("127.0.0.1", "::1"); empty when unknown.
+  // What a rate limit keys on when no trusted proxy names the client.
+  std::string peer;
 
   // Value of a query parameter (percent-decoded), or empty when absent.
   std::string QueryParam(std::string_view name) const;

@@ -41,8 +41,18 @@ class LoopbackConnection {
  public:
   static constexpr std::chrono::milliseconds kDefaultTimeout{10000};
 
-  explicit LoopbackConnection(uint16_t port) {
+  // `source` picks the local address among 127.0.0.0/8, so one test can play several clients.
+  explicit LoopbackConnection(uint16_t port, const char* source = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd_ >= 0 && source != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      if (::inet_pton(AF_INET, source, &local.sin_addr) != 1 ||
+          ::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof(local)) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+      }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

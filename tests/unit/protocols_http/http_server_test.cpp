@@ -165,6 +165,28 @@ TEST(HttpServerTest, RoundTripCarriesMethodPathRawQueryHeadersAndBody) {
   EXPECT_FALSE(seen->headers.Has("REMOTE_ADDR"));
   EXPECT_FALSE(seen->headers.Has("LOCAL_PORT"));
   EXPECT_EQ(seen->body, "hello");
+  EXPECT_EQ(seen->peer, "127.0.0.1");
+}
+
+TEST(HttpServerTest, EachRequestNamesTheAddressItCameFrom) {
+  std::mutex mu;
+  std::vector<std::string> peers;
+  auto server = MustStart(TestOptions(), [&](HttpRequest req, std::function<void(HttpResponse)> respond) {
+    {
+      std::lock_guard lock(mu);
+      peers.push_back(req.peer);
+    }
+    respond(HttpResponse::Json(200, "{}"));
+  });
+  ASSERT_TRUE(server);
+  for (const char* source : {"127.0.0.2", "127.0.0.3"}) {
+    Connection c(server->port(), source);
+    ASSERT_TRUE(c.connected()) << source;
+    ASSERT_TRUE(c.Send(Get("/")));
+    ASSERT_TRUE(c.Read());
+  }
+  std::lock_guard lock(mu);
+  EXPECT_EQ(peers, (std::vector<std::string>{"127.0.0.2", "127.0.0.3"}));
 }
 
 TEST(HttpServerTest, EveryMethodReachesTheHandler) {

@@ -255,6 +255,10 @@ void MobileBff::Token(std::shared_ptr<ApiCall> call, Respond respond) {
     s = InvalidArgument("grant_type must be password or refresh_token");
   }
   if (!s.ok()) return respond(ErrorResponse(s, call->trace_id()));
+  if (grant == "password") {
+    // Password guessing is limited per account, whichever addresses it comes from.
+    if (auto refused = call->ChargeLogin(fields["username"])) return respond(std::move(*refused));
+  }
 
   TimePoint t0 = scheduler_.Now();
   clients_.identity().Token(
@@ -294,6 +298,7 @@ void MobileBff::AddCartItem(std::shared_ptr<ApiCall> call, Respond respond) {
       if (user.status().code() == StatusCode::kUnauthenticated) r.headers.Set("WWW-Authenticate", "Bearer");
       return respond(std::move(r));
     }
+    if (auto refused = call->ChargeUser(user->user_id)) return respond(std::move(*refused));
     auto body = ParseJsonObjectBody(call->http(), max_body_bytes_);
     if (!body.ok()) return respond(ErrorResponse(body.status(), call->trace_id()));
     auto sku = RequireId(*body, "sku");

@@ -216,6 +216,8 @@ void WebBff::Login(std::shared_ptr<ApiCall> call, Respond respond) {
   if (username->empty() || password->empty()) {
     return respond(ErrorResponse(InvalidArgument("username and password are required"), call->trace_id()));
   }
+  // Password guessing is limited per account, whichever addresses it comes from.
+  if (auto refused = call->ChargeLogin(*username)) return respond(std::move(*refused));
   TimePoint t0 = scheduler_.Now();
   clients_.identity().VerifyPassword(
       call->ctx(), t0 + milliseconds(options_.cart_timeout_ms), *username, *password,
@@ -244,6 +246,7 @@ void WebBff::Login(std::shared_ptr<ApiCall> call, Respond respond) {
 void WebBff::Logout(std::shared_ptr<ApiCall> call, Respond respond) {
   auto session = SessionWithCsrf(*call);
   if (!session.ok()) return respond(ErrorResponse(session.status(), call->trace_id()));
+  if (auto refused = call->ChargeUser(session->user_id)) return respond(std::move(*refused));
   sessions_.Delete(CookieValue(call->http().headers.Get("Cookie"), options_.cookie_name));
   HttpResponse r;
   r.status = 204;
@@ -255,6 +258,7 @@ void WebBff::Logout(std::shared_ptr<ApiCall> call, Respond respond) {
 void WebBff::Me(std::shared_ptr<ApiCall> call, Respond respond) {
   auto session = CheckSession(*call, false);
   if (!session.ok()) return respond(ErrorResponse(session.status(), call->trace_id()));
+  if (auto refused = call->ChargeUser(session->user_id)) return respond(std::move(*refused));
   OrderedJson out;
   out["user"] = OrderedJson{{"id", session->user_id}, {"username", session->username}};
   out["csrf_token"] = session->csrf_token;
@@ -266,6 +270,7 @@ void WebBff::Me(std::shared_ptr<ApiCall> call, Respond respond) {
 void WebBff::AddCartItem(std::shared_ptr<ApiCall> call, Respond respond) {
   auto session = SessionWithCsrf(*call);
   if (!session.ok()) return respond(ErrorResponse(session.status(), call->trace_id()));
+  if (auto refused = call->ChargeUser(session->user_id)) return respond(std::move(*refused));
   auto body = ParseJsonObjectBody(call->http(), max_body_bytes_);
   if (!body.ok()) return respond(ErrorResponse(body.status(), call->trace_id()));
   auto sku = RequireId(*body, "sku");

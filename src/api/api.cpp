@@ -56,6 +56,37 @@ HttpResponse ErrorResponse(const Status& status, const std::string& trace_id, in
   return r;
 }
 
+namespace {
+
+// Key prefixes: addresses, users and login names share one limiter without meeting.
+constexpr std::string_view kUserKeyPrefix = "user:";
+constexpr std::string_view kLoginKeyPrefix = "login:";
+constexpr double kSecondsPerMinute = 60.0;
+
+std::optional<HttpResponse> Charge(RateLimiter* limiter, std::string key, double rate_per_s, double burst,
+                                   std::string_view who, const std::string& trace_id) {
+  if (limiter == nullptr || rate_per_s <= 0) return std::nullopt;
+  RateDecision d = limiter->Acquire(key, rate_per_s, burst);
+  if (d.allowed) return std::nullopt;
+  return ErrorResponse(ResourceExhausted("too many requests " + std::string(who) + "; retry in " +
+                                         std::to_string(d.retry_after_s) + " s"),
+                       trace_id, d.retry_after_s);
+}
+
+}  // namespace
+
+std::optional<HttpResponse> ApiCall::ChargeUser(std::string_view user_id) const {
+  if (limits_ == nullptr) return std::nullopt;
+  return Charge(limiter_, std::string(kUserKeyPrefix).append(user_id), limits_->user_rps, limits_->user_burst,
+                "for this user", trace_id());
+}
+
+std::optional<HttpResponse> ApiCall::ChargeLogin(std::string_view username) const {
+  if (limits_ == nullptr) return std::nullopt;
+  return Charge(limiter_, std::string(kLoginKeyPrefix).append(username), limits_->logins_per_minute / kSecondsPerMinute,
+                limits_->login_burst, "for this account", trace_id());
+}
+
 std::vector<std::string> ApiFront::Split(const std::string& path) {
   std::vector<std::string> out;
   size_t pos = 0;
@@ -95,7 +126,7 @@ void ApiFront::Route(const std::string& method, const std::string& pattern, cons
     metrics->forbidden = &auth_failures_->With({client, "forbidden"});
     metrics->rate_limited = &rate_limited_->With({client});
   }
-  routes_.push_back({method, pattern, Split(pattern), client, std::move(handler), std::move(metrics)});
+  routes_.push_back({method, pattern, Split(pattern), client, method + " " + pattern, std::move(handler), std::move(metrics)});
 }
 
 namespace {
@@ -108,6 +139,7 @@ std::string_view ClientOfPath(const std::string& path) {
 }
 
 constexpr char kUnmatchedRoute[] = "unmatched";
+constexpr char kUnmatchedSpanName[] = "HTTP unmatched";
 
 }  // namespace
 
@@ -197,13 +229,15 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
     allowed.push_back(r.method);
   }
 
+  std::string client_address = ClientAddress(req, options_.limits.trusted_proxies);
   auto call = std::make_shared<ApiCall>(std::move(req), std::move(ctx), started);
   if (options_.tracer && options_.tracer->Records(call->ctx().trace)) {
     // The request's own context is this hop's span (AcceptOrCreate made it the caller's child).
     // An unmatched request's method is client input: it stays out of the span.
-    const std::string& method = match ? match->method : std::string("HTTP");
-    const std::string& route = match ? match->pattern : std::string(kUnmatchedRoute);
-    ActiveSpan span = options_.tracer->Start(method + " " + route, SpanKind::kServer, call->ctx().trace);
+    const std::string_view method = match ? std::string_view(match->method) : std::string_view("HTTP");
+    const std::string_view route = match ? std::string_view(match->pattern) : std::string_view(kUnmatchedRoute);
+    ActiveSpan span = options_.tracer->Start(match ? std::string_view(match->span_name) : kUnmatchedSpanName,
+                                             SpanKind::kServer, call->ctx().trace);
     span.SetAttribute(span_attr::kProtocol, "http")
         .SetAttribute(span_attr::kClientKind, match ? std::string_view(match->client) : ClientOfPath(call->http().path))
         .SetAttribute(span_attr::kHttpMethod, method)
@@ -235,6 +269,17 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
     }
     respond(std::move(r));
   };
+
+  // Before any work, and before routing answers: a client scanning for endpoints is a client too.
+  std::optional<HttpResponse> refused;
+  if (options_.limiter) {
+    if (std::string key = ClientKey(client_address); !key.empty()) {
+      refused = Charge(options_.limiter, std::move(key), options_.limits.client_rps, options_.limits.client_burst,
+                       "from this client", call->trace_id());
+    }
+  }
+  call->set_limits(options_.limiter, &options_.limits, std::move(client_address));
+  if (refused) return finish(std::move(*refused));
 
   if (!match) {
     if (!allowed.empty()) {

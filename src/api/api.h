@@ -12,19 +12,34 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "api/client_address.h"
 #include "common/http_message.h"
 #include "common/log.h"
 #include "common/scheduler.h"
 #include "common/status.h"
 #include "observability/metrics.h"
 #include "observability/request_context.h"
+#include "security/rate_limiter.h"
 
 namespace bff {
 
 using Respond = std::function<void(HttpResponse)>;
+
+// Per-client limits of the HTTP BFFs; a rate of 0 turns that limit off. Past a limit: 429 JSON error
+// with Retry-After.
+struct HttpRateLimits {
+  double client_rps = 0;            // every request, per client address (an IPv6 client by its /64)
+  double client_burst = 0;
+  double user_rps = 0;              // authenticated requests, per user (a token's subject, a session's user)
+  double user_burst = 0;
+  double logins_per_minute = 0;     // password attempts, per username
+  double login_burst = 0;
+  std::vector<IpNetwork> trusted_proxies;  // peers whose X-Forwarded-For names the client
+};
 
 // One client request in flight: what the handler needs, plus timing entries collected on the way.
 class ApiCall {
@@ -47,6 +62,18 @@ class ApiCall {
   ActiveSpan& span() { return span_; }
   void set_span(ActiveSpan span) { span_ = std::move(span); }
 
+  // The client's address: the peer, or the client a trusted proxy names.
+  const std::string& client_address() const { return client_address_; }
+  // One request charged to `user_id`'s bucket, or one password attempt to `username`'s; when the
+  // bucket is empty, the 429 answer to give (with Retry-After). Without limits, always nullopt.
+  std::optional<HttpResponse> ChargeUser(std::string_view user_id) const;
+  std::optional<HttpResponse> ChargeLogin(std::string_view username) const;
+  void set_limits(RateLimiter* limiter, const HttpRateLimits* limits, std::string client_address) {
+    limiter_ = limiter;
+    limits_ = limits;
+    client_address_ = std::move(client_address);
+  }
+
   // Server-Timing entries: "cache;desc=hit", "catalog;dur=10.2". Thread-safe.
   void AddTiming(std::string name, double duration_ms = -1, std::string desc = {});
   std::string ServerTimingHeader(double total_ms) const;
@@ -57,6 +84,9 @@ class ApiCall {
   TimePoint started_;
   std::map<std::string, std::string> params_;
   ActiveSpan span_;
+  RateLimiter* limiter_ = nullptr;
+  const HttpRateLimits* limits_ = nullptr;
+  std::string client_address_;
   mutable std::mutex mu_;
   std::vector<std::string> timings_;
 };
@@ -75,6 +105,9 @@ class ApiFront {
     // Entry spans ("METHOD route-pattern") and every child below, via RequestContext::tracer; null: none.
     // Must outlive the front.
     const Tracer* tracer = nullptr;
+    // Per-client limits, kept in `limiter` (null: no limits). Must outlive the front.
+    RateLimiter* limiter = nullptr;
+    HttpRateLimits limits;
   };
   // With `metrics`, every answer is counted and timed per client, method, route pattern and status
   // (bffd_http_requests_total, bffd_http_request_duration_seconds), 401/403 answers as authentication
@@ -108,6 +141,7 @@ class ApiFront {
     std::string pattern;
     std::vector<std::string> segments;  // "{name}" captures
     std::string client;
+    std::string span_name;  // "METHOD pattern", built once
     ApiHandler handler;
     std::unique_ptr<RouteMetrics> metrics;
   };

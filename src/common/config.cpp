@@ -7,6 +7,8 @@
 
 #include <toml++/toml.h>
 
+#include "common/ip_network.h"
+
 namespace bff {
 namespace {
 
@@ -56,6 +58,25 @@ class Reader {
       return;
     }
     *out = n->as_boolean()->get();
+  }
+  void Strings(const toml::table& t, const std::string& section, const char* name, std::vector<std::string>* out) {
+    Mark(section, name);
+    const toml::node* n = t.get(name);
+    if (!n) return;
+    const toml::array* a = n->as_array();
+    if (!a) {
+      Fail(Key(section, name), "expected a list of strings");
+      return;
+    }
+    std::vector<std::string> values;
+    for (const toml::node& v : *a) {
+      if (!v.is_string()) {
+        Fail(Key(section, name), "expected a list of strings");
+        return;
+      }
+      values.push_back(v.as_string()->get());
+    }
+    *out = std::move(values);
   }
   const toml::table* Table(const toml::table& t, const std::string& section, const char* name) {
     Mark(section, name);
@@ -209,6 +230,17 @@ StatusOr<Config> FromTable(const toml::table& root, const std::string& origin) {
     r.Int(*t, "iot", "coap_session_idle_s", &c.iot.coap_session_idle_s);
     r.Int(*t, "iot", "coap_receive_buffer_bytes", &c.iot.coap_receive_buffer_bytes);
     r.RejectUnknown(*t, "iot");
+  }
+  if (auto* t = r.Table(root, "", "rate_limit")) {
+    r.Int(*t, "rate_limit", "client_rps", &c.rate_limit.client_rps);
+    r.Int(*t, "rate_limit", "client_burst", &c.rate_limit.client_burst);
+    r.Int(*t, "rate_limit", "user_rps", &c.rate_limit.user_rps);
+    r.Int(*t, "rate_limit", "user_burst", &c.rate_limit.user_burst);
+    r.Int(*t, "rate_limit", "logins_per_minute", &c.rate_limit.logins_per_minute);
+    r.Int(*t, "rate_limit", "login_burst", &c.rate_limit.login_burst);
+    r.Strings(*t, "rate_limit", "trusted_proxies", &c.rate_limit.trusted_proxies);
+    r.Int(*t, "rate_limit", "max_tracked", &c.rate_limit.max_tracked);
+    r.RejectUnknown(*t, "rate_limit");
   }
   if (auto* t = r.Table(root, "", "tracing")) {
     r.Str(*t, "tracing", "collector_url", &c.tracing.collector_url);
@@ -367,6 +399,16 @@ Status ValidateConfig(const Config& c) {
   check(CheckRange("iot.inventory_timeout_ms", c.iot.inventory_timeout_ms, 1, 600000));
   check(CheckRange("iot.coap_session_idle_s", c.iot.coap_session_idle_s, 1, 86400));
   check(CheckRange("iot.coap_receive_buffer_bytes", c.iot.coap_receive_buffer_bytes, 65536, 1 << 30));
+  check(CheckRange("rate_limit.client_rps", c.rate_limit.client_rps, 0, 10000000));
+  check(CheckRange("rate_limit.client_burst", c.rate_limit.client_burst, 1, 10000000));
+  check(CheckRange("rate_limit.user_rps", c.rate_limit.user_rps, 0, 10000000));
+  check(CheckRange("rate_limit.user_burst", c.rate_limit.user_burst, 1, 10000000));
+  check(CheckRange("rate_limit.logins_per_minute", c.rate_limit.logins_per_minute, 0, 1000000));
+  check(CheckRange("rate_limit.login_burst", c.rate_limit.login_burst, 1, 1000000));
+  check(CheckRange("rate_limit.max_tracked", c.rate_limit.max_tracked, 100, 100000000));
+  for (const std::string& proxy : c.rate_limit.trusted_proxies) {
+    if (auto n = IpNetwork::Parse(proxy); !n.ok()) check(InvalidArgument("rate_limit.trusted_proxies: " + n.status().message()));
+  }
   if (!c.tracing.collector_url.empty()) check(CheckUrl("tracing.collector_url", c.tracing.collector_url));
   check(CheckRange("tracing.max_queue", c.tracing.max_queue, 1, 131072));
   if (c.tracing.max_batch < 1 || c.tracing.max_batch > c.tracing.max_queue) {

@@ -84,6 +84,16 @@ struct Config {
     int coap_session_idle_s = 60;              // libcoap forgets a quiet client's session after this
     int coap_receive_buffer_bytes = 4 << 20;   // UDP receive buffer of the CoAP sockets (a fleet waking at once)
   } iot;
+  struct RateLimit {
+    int client_rps = 1000;          // requests/s per client address on server.http (an IPv6 client by its /64); 0: off
+    int client_burst = 2000;
+    int user_rps = 50;              // authenticated requests/s per user (bearer token subject, web session user); 0: off
+    int user_burst = 100;
+    int logins_per_minute = 20;     // password attempts per username (mobile token, web session); 0: off
+    int login_burst = 20;
+    std::vector<std::string> trusted_proxies;  // addresses or blocks whose X-Forwarded-For names the client
+    int max_tracked = 100000;       // buckets kept; refilled ones are forgotten first
+  } rate_limit;
   struct Tracing {
     std::string collector_url;       // OTLP/HTTP base URL ("http://127.0.0.1:4318"); empty: no export
     bool log_spans = false;          // one JSON log line per span (development)

@@ -25,7 +25,7 @@ struct RequestContext {
   // A span for a local step of this request, a child of its trace; inert (and free: no child ids are
   // made) without a tracer or when the trace is not sampled.
   ActiveSpan StartChildSpan(std::string_view name, SpanKind kind) const {
-    return tracer && tracer->Records(trace) ? tracer->Start(name, kind, trace.Child()) : ActiveSpan();
+    return tracer ? tracer->StartChild(name, kind, trace) : ActiveSpan();
   }
 };
 

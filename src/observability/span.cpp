@@ -129,13 +129,23 @@ const Span* ActiveSpan::span() const { return state_ && state_->open() ? &state_
 ActiveSpan Tracer::Start(std::string_view name, SpanKind kind, const TraceContext& trace) const {
   // Flag bit 0 is W3C's "sampled": an upstream that chose not to record this trace is followed.
   if (!Records(trace)) return ActiveSpan();
+  return Open(name, kind, trace.trace_id, trace.span_id, trace.parent_span_id);
+}
+
+ActiveSpan Tracer::StartChild(std::string_view name, SpanKind kind, const TraceContext& parent) const {
+  if (!Records(parent)) return ActiveSpan();
+  return Open(name, kind, parent.trace_id, RandomIdHex(kSpanIdBytes), parent.span_id);
+}
+
+ActiveSpan Tracer::Open(std::string_view name, SpanKind kind, std::string_view trace_id, std::string span_id,
+                        std::string_view parent_span_id) const {
   auto state = std::make_shared<ActiveSpan::State>();
   state->sink = sink_;
   Span& s = state->span;
-  s.trace_id = trace.trace_id;
-  s.span_id = trace.span_id;
-  s.parent_span_id = trace.parent_span_id;
-  s.name = std::string(name);
+  s.trace_id = trace_id;
+  s.span_id = std::move(span_id);
+  s.parent_span_id = parent_span_id;
+  s.name = name;
   s.kind = kind;
   s.start_unix_nano = UnixNanosNow();
   state->steady_start = Clock::now();

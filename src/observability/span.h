@@ -199,6 +199,9 @@ class Tracer {
   // the tracer is off, `trace` is not valid, or its sampled flag is clear (the caller asked not to
   // record this trace; its traceparent still propagates).
   ActiveSpan Start(std::string_view name, SpanKind kind, const TraceContext& trace) const;
+  // Starts a span for a fresh child of `parent` (what Start(name, kind, parent.Child()) records),
+  // without building the child context first: for local steps whose ids go nowhere else.
+  ActiveSpan StartChild(std::string_view name, SpanKind kind, const TraceContext& parent) const;
 
   // Records an already complete span (e.g. one timed elsewhere).
   void Record(Span span) const {
@@ -208,6 +211,8 @@ class Tracer {
   SpanSink* sink() const { return sink_.get(); }
 
  private:
+  ActiveSpan Open(std::string_view name, SpanKind kind, std::string_view trace_id, std::string span_id,
+                  std::string_view parent_span_id) const;
   std::shared_ptr<SpanSink> sink_;
 };
 

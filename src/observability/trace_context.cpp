@@ -58,8 +58,8 @@ void SetNewTraceSamplePercent(int percent) { g_sample_percent.store(std::clamp(p
 
 TraceContext TraceContext::NewRoot() {
   TraceContext t;
-  t.trace_id = RandomIdHex(16);
-  t.span_id = RandomIdHex(8);
+  t.trace_id = RandomIdHex(kTraceIdBytes);
+  t.span_id = RandomIdHex(kSpanIdBytes);
   const int pct = g_sample_percent.load(std::memory_order_relaxed);
   if (pct < 100) t.flags = (NextRandom() % 100) < static_cast<uint64_t>(pct) ? 1 : 0;
   return t;
@@ -96,7 +96,7 @@ TraceContext TraceContext::AcceptOrCreate(std::string_view traceparent, std::str
 TraceContext TraceContext::Child() const {
   TraceContext c;
   c.trace_id = trace_id;
-  c.span_id = RandomIdHex(8);
+  c.span_id = RandomIdHex(kSpanIdBytes);
   c.parent_span_id = span_id;
   c.flags = flags;
   c.tracestate = tracestate;

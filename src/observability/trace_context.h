@@ -33,6 +33,9 @@ struct TraceContext {
 // paths. A caller's sampled flag is always honoured, and an unsampled trace still propagates its ids.
 void SetNewTraceSamplePercent(int percent);
 
+inline constexpr size_t kTraceIdBytes = 16;
+inline constexpr size_t kSpanIdBytes = 8;
+
 // Fast non-cryptographic random hex for ids (trace ids are not secrets).
 std::string RandomIdHex(size_t n_bytes);
 

@@ -196,6 +196,19 @@ Status Daemon::StartHttpBffs() {
   ApiFront::Options front_opts;
   front_opts.request_timeout = milliseconds(config_.server.request_timeout_ms);
   front_opts.tracer = &tracing_.tracer;
+  const Config::RateLimit& rl = config_.rate_limit;
+  http_limiter_ = std::make_unique<TokenBucketLimiter>(scheduler_, static_cast<size_t>(rl.max_tracked));
+  front_opts.limiter = http_limiter_.get();
+  front_opts.limits.client_rps = rl.client_rps;
+  front_opts.limits.client_burst = rl.client_burst;
+  front_opts.limits.user_rps = rl.user_rps;
+  front_opts.limits.user_burst = rl.user_burst;
+  front_opts.limits.logins_per_minute = rl.logins_per_minute;
+  front_opts.limits.login_burst = rl.login_burst;
+  for (const std::string& proxy : rl.trusted_proxies) {
+    auto network = IpNetwork::Parse(proxy);  // checked with the rest of the config
+    if (network.ok()) front_opts.limits.trusted_proxies.push_back(*network);
+  }
   front_ = std::make_unique<ApiFront>(front_opts, scheduler_, recorded_metrics());
 
   AccessTokenOptions token_opts;

@@ -98,6 +98,7 @@ class Daemon {
   std::unique_ptr<DownstreamClients> clients_;
   std::unique_ptr<ApiKeyStore> keys_;
   std::shared_ptr<HttpListener> admin_;
+  std::unique_ptr<TokenBucketLimiter> http_limiter_;  // HTTP client addresses, users and logins: outlives front_
   std::unique_ptr<ApiFront> front_;
   std::shared_ptr<AccessTokenValidator> tokens_;
   std::unique_ptr<SessionStore> sessions_;
@@ -105,7 +106,7 @@ class Daemon {
   std::unique_ptr<WebBff> web_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<KeyRegistry> key_registry_;
-  std::unique_ptr<TokenBucketLimiter> limiter_;
+  std::unique_ptr<TokenBucketLimiter> limiter_;       // device keys, across MQTT and CoAP
   std::unique_ptr<IotBff> iot_;
   std::unique_ptr<MqttAdapter> mqtt_;
   std::unique_ptr<CoapServer> coap_;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -237,6 +238,121 @@ TEST_F(HttpHostileTest, TenThousandIdleConnectionsCostNoServiceAndAreClosedByThe
   EXPECT_TRUE(idle.back()->WaitClosed(1s));
   EXPECT_GE(Metric("bffd_http_timeouts_total{kind=\"idle\"}"), kIdleConnections);
   EXPECT_TRUE(AnsweredPromptly());
+}
+
+// Per-client limits on a real bffd: clients told apart by their address (here, several loopback
+// addresses), or by the X-Forwarded-For of a trusted proxy; password attempts limited per account.
+constexpr int kClientBurst = 5;
+constexpr char kTrustedProxy[] = "127.0.0.9";
+
+class HttpRateLimitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string config = dir_.path() + "/bffd.toml";
+    std::ofstream(config) << "[rate_limit]\nclient_rps = 1\nclient_burst = " << kClientBurst
+                          << "\nlogins_per_minute = 1\nlogin_burst = 2\ntrusted_proxies = [\"" << kTrustedProxy
+                          << "\"]\n[iot]\ndemo_fleet = 0\n[mqtt]\nenabled = false\n[domain]\npassword_iterations = 1000\n";
+    bffd_ = std::make_unique<BffdProcess>(dir_.path(), std::vector<std::string>{"--config", config});
+    ASSERT_TRUE(bffd_->ready()) << bffd_->process().Stderr();
+  }
+
+  std::optional<Reply> From(const char* source, const std::string& request) {
+    RawClient c(bffd_->http_port(), source);
+    if (!c.connected() || !c.Send(request)) return std::nullopt;
+    return c.Read(false, 10s);
+  }
+
+  std::optional<Reply> Login(const char* source, const std::string& username, const std::string& password) {
+    const std::string body = nlohmann::json{{"username", username}, {"password", password}}.dump();
+    return From(source, "POST /web/v1/session HTTP/1.1\r\nHost: bffd\r\nContent-Type: application/json\r\n"
+                        "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
+  }
+
+  double Metric(const std::string& series) {
+    auto r = http_.Get(bffd_->admin_url(), "/metrics");
+    if (!r.ok()) return -1;
+    size_t at = r->body.find("\n" + series + " ");
+    if (at == std::string::npos) return 0;
+    return std::stod(r->body.substr(at + series.size() + 2));
+  }
+
+  TempDir dir_;
+  TestHttpClient http_;
+  std::unique_ptr<BffdProcess> bffd_;
+};
+
+TEST_F(HttpRateLimitTest, AClientPastItsBurstIsTold429AndWhenToRetryWhileOthersAreServed) {
+  for (int i = 0; i < kClientBurst; ++i) {
+    auto r = From("127.0.0.2", Get(kProduct));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << i << ": " << r->body;
+  }
+  auto refused = From("127.0.0.2", Get(kProduct));
+  ASSERT_TRUE(refused);
+  ExpectJsonError(*refused, 429, "rate_limited");
+  EXPECT_EQ(refused->Header("retry-after"), "1");
+  EXPECT_FALSE(refused->Header("traceparent").empty());
+
+  auto other = From("127.0.0.3", Get(kProduct));
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 200) << "another address paid for the first one's requests";
+  EXPECT_GE(Metric("bffd_rate_limited_total{client=\"mobile\"}"), 1);
+
+  // curl from an address of its own: its burst, then 429 with Retry-After.
+  std::string codes;
+  const std::string curl = "curl -s -o /dev/null -w '%{http_code} ' --interface 127.0.0.4 " + bffd_->http_url() + kProduct;
+  for (int i = 0; i <= kClientBurst; ++i) {
+    std::string out;
+    ASSERT_EQ(RunCommand(curl, &out), 0);
+    codes += out;
+  }
+  EXPECT_EQ(codes, "200 200 200 200 200 429 ");
+}
+
+TEST_F(HttpRateLimitTest, BehindATrustedProxyTheForwardedClientIsWhoIsLimited) {
+  auto via = [&](const char* client) {
+    return From(kTrustedProxy, Get(kProduct, std::string("X-Forwarded-For: ") + client + "\r\n"));
+  };
+  for (int i = 0; i < kClientBurst; ++i) {
+    auto r = via("198.51.100.1");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << i;
+  }
+  auto refused = via("198.51.100.1");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 429);
+  auto other = via("198.51.100.2");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 200) << "the proxy's other clients share its address, not its limit";
+  // A peer that is not trusted cannot pass for someone else by writing the header.
+  for (int i = 0; i < kClientBurst; ++i) {
+    auto r = From("127.0.0.5", Get(kProduct, "X-Forwarded-For: 203.0.113." + std::to_string(i) + "\r\n"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << i;
+  }
+  auto spoofer = From("127.0.0.5", Get(kProduct, "X-Forwarded-For: 203.0.113.99\r\n"));
+  ASSERT_TRUE(spoofer);
+  EXPECT_EQ(spoofer->status, 429);
+}
+
+TEST_F(HttpRateLimitTest, PasswordGuessingIsLimitedPerAccountFromEveryAddress) {
+  auto first = Login("127.0.0.2", "alice", "guess-1");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 401);
+  auto second = Login("127.0.0.3", "alice", "guess-2");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 401);
+  // The account's attempts are spent: even the right password waits, from a third address.
+  auto third = Login("127.0.0.4", "alice", "demo-alice");
+  ASSERT_TRUE(third);
+  ExpectJsonError(*third, 429, "rate_limited");
+  const int retry_after = std::stoi(third->Header("retry-after"));
+  EXPECT_GE(retry_after, 1);
+  EXPECT_LE(retry_after, 60);
+  // Another account is untouched.
+  auto bob = Login("127.0.0.4", "bob", "demo-bob");
+  ASSERT_TRUE(bob);
+  EXPECT_EQ(bob->status, 201) << bob->body;
 }
 
 }  // namespace

@@ -38,6 +38,21 @@ TEST(ConfigTest, ParsesTracing) {
   EXPECT_EQ(c->tracing.service_name, "edge-bffd");
 }
 
+TEST(ConfigTest, ParsesRateLimits) {
+  auto c = ParseConfig("[rate_limit]\nclient_rps = 0\nclient_burst = 5\nuser_rps = 3\nuser_burst = 6\n"
+                       "logins_per_minute = 4\nlogin_burst = 2\nmax_tracked = 500\n"
+                       "trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\", \"fd00::/8\"]\n");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->rate_limit.client_rps, 0);
+  EXPECT_EQ(c->rate_limit.client_burst, 5);
+  EXPECT_EQ(c->rate_limit.user_rps, 3);
+  EXPECT_EQ(c->rate_limit.user_burst, 6);
+  EXPECT_EQ(c->rate_limit.logins_per_minute, 4);
+  EXPECT_EQ(c->rate_limit.login_burst, 2);
+  EXPECT_EQ(c->rate_limit.max_tracked, 500);
+  EXPECT_EQ(c->rate_limit.trusted_proxies, (std::vector<std::string>{"127.0.0.1", "10.0.0.0/8", "fd00::/8"}));
+}
+
 TEST(ConfigTest, ParsesEverySection) {
   auto c = ParseConfig(R"(
 data_dir = "/var/lib/bffd"
@@ -104,7 +119,13 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"[tracing]\ntimeout_ms = 0\n", "tracing.timeout_ms"},
                       BadCase{"[tracing]\nservice_name = \"\"\n", "tracing.service_name"},
                       BadCase{"[tracing]\nlog_spans = \"yes\"\n", "tracing.log_spans"},
-                      BadCase{"[tracing]\ncolector_url = \"http://x\"\n", "tracing.colector_url"}));
+                      BadCase{"[tracing]\ncolector_url = \"http://x\"\n", "tracing.colector_url"},
+                      BadCase{"[rate_limit]\nclient_rps = -1\n", "rate_limit.client_rps"},
+                      BadCase{"[rate_limit]\nuser_burst = 0\n", "rate_limit.user_burst"},
+                      BadCase{"[rate_limit]\ntrusted_proxies = \"10.0.0.1\"\n", "rate_limit.trusted_proxies"},
+                      BadCase{"[rate_limit]\ntrusted_proxies = [\"10.0.0.0/40\"]\n", "rate_limit.trusted_proxies"},
+                      BadCase{"[rate_limit]\ntrusted_proxies = [\"proxy.internal\"]\n", "rate_limit.trusted_proxies"},
+                      BadCase{"[rate_limit]\ntrusted_proxies = [1]\n", "rate_limit.trusted_proxies"}));
 
 }  // namespace
 }  // namespace bff

@@ -95,6 +95,29 @@ TEST(SpanTest, SpanTakesItsIdsFromTheTraceContext) {
   EXPECT_GE(spans[0].end_unix_nano, spans[0].start_unix_nano);
 }
 
+TEST(SpanTest, AChildSpanHangsUnderItsParentWithAFreshId) {
+  auto sink = std::make_shared<FakeSink>();
+  Tracer tracer(sink);
+  TraceContext entry = TraceContext::NewRoot();
+  tracer.StartChild("cache.lookup", SpanKind::kInternal, entry).End();
+  tracer.StartChild("cache.lookup", SpanKind::kInternal, entry).End();
+  auto spans = sink->spans();
+  ASSERT_EQ(spans.size(), 2u);
+  for (const Span& s : spans) {
+    EXPECT_EQ(s.trace_id, entry.trace_id);
+    EXPECT_EQ(s.parent_span_id, entry.span_id);
+    EXPECT_EQ(s.span_id.size(), 16u);
+    EXPECT_NE(s.span_id, entry.span_id);
+    EXPECT_EQ(s.name, "cache.lookup");
+  }
+  EXPECT_NE(spans[0].span_id, spans[1].span_id);
+
+  TraceContext unsampled = entry;
+  unsampled.flags = 0;
+  EXPECT_FALSE(tracer.StartChild("x", SpanKind::kInternal, unsampled).recording());
+  EXPECT_FALSE(Tracer().StartChild("x", SpanKind::kInternal, entry).recording());
+}
+
 TEST(SpanTest, AttributesKeepTheirTypes) {
   auto sink = std::make_shared<FakeSink>();
   Tracer tracer(sink);

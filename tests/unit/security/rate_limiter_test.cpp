@@ -45,5 +45,38 @@ TEST(TokenBucketLimiterTest, BucketNeverExceedsBurstAfterLongIdle) {
   EXPECT_TRUE(limiter.Acquire("d", 1, 3).allowed);
 }
 
+TEST(TokenBucketLimiterTest, AFullTableForgetsRefilledBucketsFirst) {
+  ManualScheduler sched;
+  TokenBucketLimiter limiter(sched, /*max_keys=*/8);
+  // Six clients drain their buckets; two come once and go.
+  for (int i = 0; i < 6; ++i) {
+    while (limiter.Acquire("busy-" + std::to_string(i), 1, 2).allowed) {
+    }
+  }
+  EXPECT_TRUE(limiter.Acquire("idle-a", 1, 2).allowed);
+  EXPECT_TRUE(limiter.Acquire("idle-b", 1, 2).allowed);
+  sched.Advance(milliseconds(1500));  // the idle ones are full again; the busy ones are not
+  EXPECT_TRUE(limiter.Acquire("new", 1, 2).allowed);
+  EXPECT_EQ(limiter.evicted(), 2u);
+  EXPECT_EQ(limiter.size(), 7u);
+  // The busy clients kept their state: each has 1.5 tokens, so one request and then a refusal.
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_TRUE(limiter.Acquire("busy-" + std::to_string(i), 1, 2).allowed) << i;
+    EXPECT_FALSE(limiter.Acquire("busy-" + std::to_string(i), 1, 2).allowed) << i;
+  }
+}
+
+TEST(TokenBucketLimiterTest, AFloodOfFreshKeysCannotGrowTheTable) {
+  ManualScheduler sched;
+  TokenBucketLimiter limiter(sched, /*max_keys=*/100);
+  for (int i = 0; i < 10000; ++i) {
+    const std::string key = "spray-" + std::to_string(i);
+    limiter.Acquire(key, 1, 2);
+    limiter.Acquire(key, 1, 2);  // each key busy, so nothing is refilled to forget
+    ASSERT_LE(limiter.size(), 100u);
+  }
+  EXPECT_GT(limiter.evicted(), 9000u);
+}
+
 }  // namespace
 }  // namespace bff

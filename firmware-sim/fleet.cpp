@@ -95,7 +95,8 @@ class Fleet::Impl {
       Member m;
       m.flood = i < options_.flood_devices;
       DeviceOptions d = options_.device;
-      if (m.flood) d.backoff_min = d.backoff_max = milliseconds(0);
+      // A flooding device ignores the server's Max-Age: one exchange every flood interval, a retry or not.
+      if (m.flood) d.backoff_min = d.backoff_max = options_.flood_interval;
       // Without a state file a reboot loses the counter; starting from the clock keeps seqs increasing
       // (up to a million readings a second per device).
       m.device = std::make_unique<Device>(devices[i], d, base_seq, MixSeed(options_.seed, 2, i));

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--clock-skew", fleet.clock_skew_s, "each device's clock is off by up to ± this many seconds")
       ->capture_default_str();
-  app.add_option("--flood", fleet.flood_devices, "the first N devices send every 10 ms and ignore back-off")
+  app.add_option("--flood", fleet.flood_devices, "the first N devices send every 10 ms and ignore back-off (a refused reading goes again 10 ms later)")
       ->capture_default_str();
   app.add_option("--malformed", fleet.malformed, "share of readings sent as broken msgpack (0..1)")->capture_default_str();
   // Provisioning.

@@ -113,9 +113,7 @@ StatusOr<ApiKeyRecord> IotBff::Authenticate(const std::string& device_id, const 
 StatusOr<ApiKeyRecord> IotBff::Admit(const IotCaller& caller, const std::string& device_id, const std::string& key,
                                      IotReply* error, std::optional<uint64_t> seq) {
   // The key check and the device's rate limit, as one span under the message's.
-  ActiveSpan span = tracer_ && tracer_->Records(caller.trace)
-                        ? tracer_->Start("auth.check", SpanKind::kInternal, caller.trace.Child())
-                        : ActiveSpan();
+  ActiveSpan span = tracer_ ? tracer_->StartChild("auth.check", SpanKind::kInternal, caller.trace) : ActiveSpan();
   span.SetAttribute(span_attr::kAuthKind, "api_key");
   auto record = Authenticate(device_id, key);
   if (!record.ok()) {

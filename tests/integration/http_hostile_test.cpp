@@ -47,7 +47,10 @@ std::string TestConfig() {
          "http_max_header_bytes = " + std::to_string(kMaxHeaderBytes) + "\n"
          "max_body_bytes = " + std::to_string(kMaxBodyBytes) + "\n"
          "http_max_connections = " + std::to_string(kIdleConnections + 2000) + "\n"
-         "[iot]\ndemo_fleet = 0\n[mqtt]\nenabled = false\n[domain]\npassword_iterations = 1000\n";
+         "[iot]\ndemo_fleet = 0\n[mqtt]\nenabled = false\n[domain]\npassword_iterations = 1000\n"
+         // The well-behaved client asks as fast as it is answered, past any per-address limit; those
+         // limits are HttpRateLimitTest's subject.
+         "[rate_limit]\nclient_rps = 0\n";
 }
 
 using RawClient = LoopbackConnection;

@@ -229,7 +229,8 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
     allowed.push_back(r.method);
   }
 
-  std::string client_address = ClientAddress(req, options_.limits.trusted_proxies);
+  // Who is asking, read before the request moves into the call; only a limit needs to know.
+  const std::string client_key = options_.limiter ? ClientKey(ClientAddress(req, options_.limits.trusted_proxies)) : "";
   auto call = std::make_shared<ApiCall>(std::move(req), std::move(ctx), started);
   if (options_.tracer && options_.tracer->Records(call->ctx().trace)) {
     // The request's own context is this hop's span (AcceptOrCreate made it the caller's child).
@@ -271,15 +272,13 @@ void ApiFront::Handle(HttpRequest req, Respond respond) {
   };
 
   // Before any work, and before routing answers: a client scanning for endpoints is a client too.
-  std::optional<HttpResponse> refused;
-  if (options_.limiter) {
-    if (std::string key = ClientKey(client_address); !key.empty()) {
-      refused = Charge(options_.limiter, std::move(key), options_.limits.client_rps, options_.limits.client_burst,
-                       "from this client", call->trace_id());
+  call->set_limits(options_.limiter, &options_.limits);
+  if (!client_key.empty()) {
+    if (auto refused = Charge(options_.limiter, client_key, options_.limits.client_rps, options_.limits.client_burst,
+                              "from this client", call->trace_id())) {
+      return finish(std::move(*refused));
     }
   }
-  call->set_limits(options_.limiter, &options_.limits, std::move(client_address));
-  if (refused) return finish(std::move(*refused));
 
   if (!match) {
     if (!allowed.empty()) {

@@ -62,16 +62,13 @@ class ApiCall {
   ActiveSpan& span() { return span_; }
   void set_span(ActiveSpan span) { span_ = std::move(span); }
 
-  // The client's address: the peer, or the client a trusted proxy names.
-  const std::string& client_address() const { return client_address_; }
   // One request charged to `user_id`'s bucket, or one password attempt to `username`'s; when the
   // bucket is empty, the 429 answer to give (with Retry-After). Without limits, always nullopt.
   std::optional<HttpResponse> ChargeUser(std::string_view user_id) const;
   std::optional<HttpResponse> ChargeLogin(std::string_view username) const;
-  void set_limits(RateLimiter* limiter, const HttpRateLimits* limits, std::string client_address) {
+  void set_limits(RateLimiter* limiter, const HttpRateLimits* limits) {
     limiter_ = limiter;
     limits_ = limits;
-    client_address_ = std::move(client_address);
   }
 
   // Server-Timing entries: "cache;desc=hit", "catalog;dur=10.2". Thread-safe.
@@ -86,7 +83,6 @@ class ApiCall {
   ActiveSpan span_;
   RateLimiter* limiter_ = nullptr;
   const HttpRateLimits* limits_ = nullptr;
-  std::string client_address_;
   mutable std::mutex mu_;
   std::vector<std::string> timings_;
 };
